@@ -1,0 +1,254 @@
+"""Run directories: schema, atomic writers and ``load()``.
+
+    results/<machine-id>/<run-id>/
+        pyperf.json   pyperf BenchmarkSuite, seconds per message
+        table.csv     one row per case (COLUMNS below)
+        samples/      <case-id>.npz: per-operation latencies (ns) and per-value rates
+        meta.json     both ends' metadata, suite, versions, schema version
+
+Every file is written to a temporary name, fsynced and renamed, so a crash at any moment
+leaves the last complete version of each file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ResultsError, UsageError
+
+SCHEMA_VERSION = 1
+
+CASE_COLUMNS = ["case", "workload", "strategy", "nodelay", "sndbuf", "rcvbuf", "notsent_lowat",
+                "msg_size", "parts", "reply", "batch", "buffer", "transport"]
+METRIC_COLUMNS = [
+    "throughput_bps",  # payload bits per second sent by the client
+    "msgs_per_s",
+    "rate_rsd",  # relative standard deviation of the per-value rates (noise)
+    "lat_mean_us", "lat_p50_us", "lat_p90_us", "lat_p99_us", "lat_p999_us", "lat_max_us",
+    "lat_samples",
+    "send_calls_per_msg",  # calls into the socket API per message
+    "segs_per_msg",  # data segments sent per message (TCP_INFO tcpi_data_segs_out)
+    "retrans",  # tcpi_total_retrans over the timed values
+    "rtt_us",  # tcpi_rtt at the end of the case
+    "cpu_s_per_gb_client", "cpu_s_per_gb_peer",
+    "nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff",
+    "opt_mismatch",  # empty when every option reads back as requested
+    "msgs", "bytes", "values", "loops", "duration_s",
+    "error",  # empty for a finished case; the reason for a failed one
+]
+COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
+STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error"}
+BOOL_COLUMNS = {"nodelay", "nodelay_eff"}
+
+TABLE = "table.csv"
+META = "meta.json"
+PYPERF = "pyperf.json"
+SAMPLES = "samples"
+
+
+# -- atomic file writes -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[Any]:
+    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_write(path) as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+
+
+def sample_path(run_dir: Path, case_id: str) -> Path:
+    return Path(run_dir) / SAMPLES / f"{case_id}.npz"
+
+
+# -- writing a run ------------------------------------------------------------------------
+
+class RunWriter:
+    """Writes one run directory, case by case; every call leaves a loadable run."""
+
+    def __init__(self, run_dir: Path, meta: Mapping[str, Any], rows: Sequence[dict] = ()):
+        self.dir = Path(run_dir)
+        self.meta = dict(meta)
+        self.rows: dict[str, dict] = {r["case"]: dict(r) for r in rows}
+
+    @classmethod
+    def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> RunWriter:
+        run_dir = Path(run_dir)
+        if (run_dir / META).exists():
+            raise UsageError(f"{run_dir} already holds a run; choose another --out or "
+                             f"--resume {run_dir}")
+        try:
+            (run_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"output directory {run_dir} is not writable: "
+                             f"{exc.strerror or exc}") from None
+        meta = dict(meta)
+        meta["schema_version"] = SCHEMA_VERSION
+        writer = cls(run_dir, meta)
+        writer.write_meta()
+        writer.write_table()
+        return writer
+
+    @classmethod
+    def reopen(cls, run_dir: Path) -> RunWriter:
+        """Open an existing run (for --resume), keeping its finished rows."""
+        meta = read_meta(run_dir)
+        table = read_table(run_dir, meta)
+        (Path(run_dir) / SAMPLES).mkdir(exist_ok=True)
+        return cls(run_dir, meta, table.to_dict("records"))
+
+    def done_ids(self, include_failed: bool = False) -> set[str]:
+        return {cid for cid, r in self.rows.items() if include_failed or not r.get("error")}
+
+    def write_meta(self) -> None:
+        write_json(self.dir / META, self.meta)
+
+    def write_table(self) -> None:
+        frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
+        with atomic_write(self.dir / TABLE) as fh:
+            frame.to_csv(fh, index=False)
+
+    def add_case(self, row: Mapping[str, Any], samples: Mapping[str, np.ndarray] | None = None,
+                 ) -> None:
+        """Store one finished (or failed) case: samples first, then the row."""
+        row = {c: row.get(c) for c in COLUMNS}
+        if not row["case"]:
+            raise ValueError("a row needs its case id")
+        if samples:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **{k: np.asarray(v) for k, v in samples.items()})
+            with atomic_write(sample_path(self.dir, row["case"]), "wb") as fh:
+                fh.write(buf.getvalue())
+        self.rows[row["case"]] = row
+        self.write_table()
+
+    def write_pyperf(self, suite_json: str) -> None:
+        with atomic_write(self.dir / PYPERF) as fh:
+            fh.write(suite_json)
+
+
+# -- reading runs -------------------------------------------------------------------------
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / META
+    if not path.is_file():
+        raise ResultsError(f"{run_dir} is not a run directory: {META} is missing")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
+            from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("schema_version"), int):
+        raise ResultsError(f"{path} has no schema_version; it is not a flushbench run")
+    version = meta["schema_version"]
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"{path} was written with schema {version}, this flushbench reads "
+                           f"up to {SCHEMA_VERSION}: upgrade flushbench (pip install -U flushbench)")
+    return meta
+
+
+def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    path = Path(run_dir) / TABLE
+    if not path.is_file():
+        raise ResultsError(f"{run_dir}: {TABLE} is missing")
+    try:
+        frame = pd.read_csv(path, dtype={c: "string" for c in STRING_COLUMNS},
+                            keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
+            from None
+    missing = [c for c in ("case", "workload", "strategy") if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}; it is not a "
+                           "flushbench table")
+    for col in COLUMNS:  # older schemas: add what they did not have
+        if col not in frame.columns:
+            frame[col] = pd.NA
+    frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
+    for col in STRING_COLUMNS:
+        frame[col] = frame[col].fillna("").astype(str)
+    for col in BOOL_COLUMNS:
+        frame[col] = frame[col].map(_to_bool).astype("boolean")
+    return frame
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"true": True, "false": False, "1": True, "0": False}.get(value.lower(), pd.NA)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return pd.NA
+    return bool(value)
+
+
+def find_runs(path: Path) -> list[Path]:
+    """Run directories at or below ``path`` (a run, a machine folder or a results root)."""
+    path = Path(path)
+    if (path / META).is_file():
+        return [path]
+    if not path.exists():
+        raise ResultsError(f"{path} does not exist")
+    runs = sorted(p.parent for p in path.rglob(META) if "report" not in p.parts)
+    if not runs:
+        raise ResultsError(f"no runs found under {path} (looked for */{META})")
+    return runs
+
+
+def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """The results table of one run or many, with ``run`` and ``machine`` columns."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    frames = []
+    for run_dir in (r for p in paths for r in find_runs(Path(p))):
+        meta = read_meta(run_dir)
+        frame = read_table(run_dir, meta)
+        frame.insert(0, "run", meta.get("run_id", run_dir.name))
+        frame.insert(1, "machine", meta.get("machine_id", run_dir.parent.name))
+        frame["run_dir"] = str(run_dir)
+        frames.append(frame)
+    if not frames:
+        raise ResultsError("no runs to load")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def load_samples(run_dir: Path, case_id: str) -> dict[str, np.ndarray]:
+    path = sample_path(run_dir, case_id)
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ResultsError(f"{path} is corrupt or truncated ({exc})") from None
