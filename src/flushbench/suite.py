@@ -178,22 +178,28 @@ SUITE_KEYS = {"name": str, "description": str, "processes": int, "values": int,
               "warmups": int, "value_time": (int, float), "timeout": int}
 
 
-def filter_cases(cases: Iterable[Case], patterns: Sequence[str] | None) -> list[Case]:
-    """Keep cases whose id matches any pattern: a glob (``*``, ``?``, ``[``) or a substring."""
-    if not patterns:
-        return list(cases)
-    pats = [p for pat in patterns for p in pat.split(",") if p]
+def id_matches(case_id: str, patterns: Sequence[str]) -> bool:
+    """True if ``case_id`` matches any pattern: a glob (``*``, ``?``, ``[``) or a substring.
 
-    def hit(case_id: str) -> bool:
-        for p in pats:
+    A pattern may hold several alternatives separated by commas.
+    """
+    for pat in patterns:
+        for p in pat.split(","):
+            if not p:
+                continue
             if any(c in p for c in "*?["):
                 if fnmatch.fnmatchcase(case_id, p):
                     return True
             elif p in case_id:
                 return True
-        return False
+    return False
 
-    return [c for c in cases if hit(c.id)]
+
+def filter_cases(cases: Iterable[Case], patterns: Sequence[str] | None) -> list[Case]:
+    """Keep the cases whose id matches any of ``patterns`` (all of them when there are none)."""
+    if not patterns:
+        return list(cases)
+    return [c for c in cases if id_matches(c.id, patterns)]
 
 
 def expand(matrices: Sequence[dict[str, Any]], where: str = "suite") -> list[Case]:

@@ -1,0 +1,170 @@
+"""Command line: thin argparse dispatch (pyperf's own argparse does not mix well with click).
+
+User mistakes print one line, ``flushbench: error: …``, and exit 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import FlushbenchError, UsageError
+
+
+def _pin(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        role, _, cpu = item.partition("=")
+        if role not in ("client", "peer") or not cpu.isdigit():
+            raise argparse.ArgumentTypeError(f"--pin {text!r}: expected client=N,peer=M")
+        out[role] = int(cpu)
+    return out
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flushbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite and write a run directory")
+    run.add_argument("--suite", default="quick", help="suite name or .toml file (default: quick)")
+    run.add_argument("--out", type=Path, help="run directory (default: results/<machine>/<run-id>)")
+    run.add_argument("--filter", action="append", default=[], metavar="PAT",
+                     help="keep cases whose id matches (glob or substring; repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="list the cases and estimated time")
+    run.add_argument("--fast", action="store_true", help="one worker process per case, fewer values")
+    run.add_argument("--resume", type=Path, metavar="RUN", help="finish an interrupted run")
+    run.add_argument("--loops-file", type=Path, metavar="FILE",
+                     help="pin loop counts (a loops.json or a run directory) for comparisons")
+    run.add_argument("--machine", help="machine id for the results folder (default: hostname)")
+    run.add_argument("--strategy-plugin", action="append", default=[], metavar="MODULE:CLASS",
+                     help="register your own Strategy subclass (repeatable)")
+    run.add_argument("--pin", type=_pin, default={}, metavar="client=N,peer=M",
+                     help="pin client workers and the peer to CPUs")
+    run.add_argument("--processes", type=_positive, help="override the suite's worker processes")
+    run.add_argument("--values", type=_positive, help="override the suite's values per process")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    sub.add_parser("list", help="list strategies, workloads and suites")
+
+    show = sub.add_parser("show", help="print a stored run as a terminal table")
+    show.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    show.add_argument("--filter", action="append", default=[], metavar="PAT")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"flushbench {__version__}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import console as ui
+    from .results import load
+    from .runner import RunOptions, estimate_case_s, prepare_suite, run
+
+    if args.resume and (args.out or args.filter or args.suite != "quick"):
+        raise UsageError("--resume takes the suite, filters and directory of the run it "
+                         "resumes; drop --suite/--filter/--out")
+    opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
+                      fast=args.fast, resume=args.resume, loops_file=args.loops_file,
+                      machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,
+                      processes=args.processes, values=args.values, quiet=args.quiet)
+    if args.dry_run:
+        from .results import read_meta
+
+        suite = prepare_suite(opts, read_meta(args.resume) if args.resume else None)
+        total = 0.0
+        for case in suite.cases:
+            est = estimate_case_s(case, suite)
+            total += est
+            print(f"{case.id}\t~{est:.1f} s")
+        print(f"{len(suite.cases)} cases, estimated {total / 60:.1f} min "
+              f"({suite.processes} processes x {suite.values} values per case)")
+        return 0
+
+    outcome = run(opts, lambda suite, plan: ui.RunProgress(suite, plan, args.quiet))
+    if outcome.run_dir is None:
+        return outcome.exit_code
+    run_dir = outcome.run_dir
+    if outcome.interrupted:
+        ui.console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with: "
+                         f"flushbench run --resume {run_dir}", highlight=False)
+        return outcome.exit_code
+    frame = load(run_dir)
+    if not args.quiet:
+        ui.console.print(ui.summary_table(frame, title=str(run_dir)))
+        for line in ui.quality_warnings(frame):
+            ui.console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    print(run_dir)
+    if outcome.failed:
+        ui.console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "
+                         "column)", highlight=False)
+    return outcome.exit_code
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import strategies
+    from .suite import DEFAULT_OPS, available_suites, load_suite
+
+    strategies.load_entry_points()
+    print("strategies:")
+    for name, cls in strategies.REGISTRY.items():
+        why = cls.unavailable()
+        print(f"  {name:<10} {cls.summary}" + (f"  [unavailable: {why}]" if why else ""))
+    print("workloads:")
+    for name in DEFAULT_OPS:
+        print(f"  {name}")
+    print("suites:")
+    for name, path in available_suites().items():
+        try:
+            suite = load_suite(str(path))
+            print(f"  {name:<10} {len(suite.cases):>4} cases  {suite.description}")
+        except FlushbenchError as exc:
+            print(f"  {name:<10} broken: {exc}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from . import console as ui
+    from .results import load
+    from .suite import id_matches
+
+    frame = load(args.runs)
+    if args.filter:
+        frame = frame[frame["case"].map(lambda cid: id_matches(cid, args.filter))]
+    for run_id, part in frame.groupby("run", sort=False):
+        ui.console.print(ui.summary_table(part, title=f"{part['machine'].iloc[0]} / {run_id}"))
+        for line in ui.quality_warnings(part):
+            ui.console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FlushbenchError as exc:
+        print(f"flushbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flushbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The peer: the other side of every workload, in its own process.
+
+It listens on an ephemeral port, prints one JSON readiness line on stdout, and serves each
+client connection in a thread: it reads the bytes of each operation, answers what the
+workload asks, and after each timed value reports the bytes it received and the CPU time
+its thread spent. It exits when stdin closes (its parent died) or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import sockopts, wire
+from .errors import PeerError, ProtocolError, SetupError
+from .suite import MAX_OPS, MAX_SIZE, WORKLOADS
+
+RECV_CHUNK = 1 << 20
+IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle before the peer drops it
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A validated HELLO: what one connection will do."""
+
+    workload: str
+    msg_size: int
+    reply: int
+    batch: int
+    rcvbuf: int
+
+    @classmethod
+    def from_hello(cls, hello: dict[str, Any]) -> Job:
+        if hello.get("v") != wire.PROTOCOL_VERSION:
+            raise ProtocolError(f"protocol version {hello.get('v')!r} not supported; "
+                                f"this peer speaks {wire.PROTOCOL_VERSION}")
+        if hello.get("workload") not in WORKLOADS:
+            raise ProtocolError(f"unknown workload {hello.get('workload')!r}")
+
+        def num(key: str, lo: int, hi: int) -> int:
+            value = hello.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise ProtocolError(f"{key} must be an integer in [{lo}, {hi}], got {value!r}")
+            return value
+
+        return cls(workload=hello["workload"], msg_size=num("msg_size", 1, MAX_SIZE),
+                   reply=num("reply", 0, MAX_SIZE), batch=num("batch", 1, 4096),
+                   rcvbuf=num("rcvbuf", 0, 1 << 30))
+
+
+def _serve_connection(conn: socket.socket) -> None:
+    with conn:
+        sockopts.set_timeouts(conn, IDLE_TIMEOUT)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
+        try:
+            job = Job.from_hello(wire.recv_json(conn))
+        except ProtocolError as exc:
+            with contextlib.suppress(OSError):
+                wire.send_json(conn, {"ok": False, "error": str(exc)})
+            return
+        rcvbuf_eff = sockopts.set_rcvbuf(conn, job.rcvbuf)
+        wire.send_json(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid()})
+        _serve_values(conn, job)
+
+
+def _serve_values(conn: socket.socket, job: Job) -> None:
+    per_op = job.msg_size * job.batch
+    buf = bytearray(max(RECV_CHUNK if job.workload in ("stream", "file") else per_op, 1))
+    view = memoryview(buf)
+    reply = b"r" * job.reply
+    head = bytearray(wire.GO.size)
+    while True:
+        wire.recv_into_exact(conn, memoryview(head))
+        magic, n = wire.GO.unpack(head)
+        if magic == wire.BYE_MAGIC:
+            return
+        if magic != wire.GO_MAGIC or not 1 <= n <= MAX_OPS:
+            raise ProtocolError(f"bad GO frame {bytes(head)!r}")
+        conn.sendall(wire.READY)
+        cpu0 = time.thread_time_ns()
+        if job.workload in ("stream", "file"):
+            left = n * per_op
+            recv_into = conn.recv_into
+            while left:
+                k = recv_into(buf, min(left, len(buf)))
+                if not k:
+                    raise PeerError("client closed the connection mid-value")
+                left -= k
+        else:
+            op_view = view[:per_op]
+            for _ in range(n):
+                wire.recv_into_exact(conn, op_view)
+                conn.sendall(reply)
+        conn.sendall(wire.DONE.pack(n * per_op, time.thread_time_ns() - cpu0))
+
+
+def _handle(conn: socket.socket) -> None:
+    try:
+        _serve_connection(conn)
+    except (OSError, PeerError):
+        pass  # the client went away or broke the protocol: drop this connection only
+
+
+def serve(listener: socket.socket, stop: threading.Event) -> None:
+    """Accept connections until ``stop`` is set; one thread per connection."""
+    listener.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            if stop.is_set():
+                return
+            raise
+        conn.settimeout(None)
+        threading.Thread(target=_handle, args=(conn,), daemon=True).start()
+
+
+def bind_listener(host: str, port: int = 0) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SetupError(f"peer cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(64)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flushbench.peer")
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cpu", type=int, help="pin the peer to this CPU")
+    args = parser.parse_args(argv)
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        listener = bind_listener(args.bind, args.port)
+    except SetupError as exc:
+        print(json.dumps({"ready": False, "error": str(exc)}), flush=True)
+        return 2
+    from .metadata import collect_host
+
+    host, port = listener.getsockname()[:2]
+    print(json.dumps({"ready": True, "host": host, "port": port, "pid": os.getpid(),
+                      "meta": collect_host()}), flush=True)
+
+    def watch_parent() -> None:  # stdin closes when the parent goes away
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):  # unbuffered: no lock for shutdown to trip over
+                pass
+        stop.set()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    with listener:
+        serve(listener, stop)
+    return 0
+
+
+class PeerProcess:
+    """A peer in a child process: started on port 0, ready when it says so, always reaped."""
+
+    def __init__(self, bind: str = "127.0.0.1", cpu: int | None = None,
+                 prefix: list[str] | None = None, ready_timeout: float = 20.0) -> None:
+        argv = [*(prefix or []), sys.executable, "-m", "flushbench.peer", "--bind", bind]
+        if cpu is not None:
+            argv += ["--cpu", str(cpu)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=_child_env())
+        try:
+            ready = self._read_ready(ready_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.host: str = bind
+        self.port: int = ready["port"]
+        self.meta: dict[str, Any] = ready.get("meta", {})
+
+    def _read_ready(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        readable, _, _ = select.select([fd], [], [], timeout)
+        line = self.proc.stdout.readline() if readable else b""
+        try:
+            ready = json.loads(line)
+        except ValueError:
+            ready = {}
+        if not ready.get("ready"):
+            why = ready.get("error") or (f"no readiness line within {timeout:.0f} s"
+                                         if not line else f"unexpected output {line[:80]!r}")
+            raise SetupError(f"the peer did not start: {why}")
+        return ready
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def close(self) -> None:
+        proc = self.proc
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                if stream:
+                    stream.close()
+
+    def __enter__(self) -> PeerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _child_env() -> dict[str, str]:
+    """Children must import this very flushbench, installed or from a source tree."""
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = env.get("PYTHONPATH", "").split(os.pathsep) if env.get("PYTHONPATH") else []
+    if src not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([src, *paths])
+    return env
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A pyperf worker process: ``python -m flushbench.worker --worker …``.
+
+pyperf re-executes this module for every worker. It registers the run's plan (the same
+benchmark names, in the same order, as the manager) and pyperf runs only the task it was
+spawned for. The case's options arrive on the command line (``--case``, forwarded by the
+manager's ``add_cmdline_args``). What pyperf cannot carry — latency samples, TCP_INFO
+counters, CPU time, effective options — goes to ``--parts-dir`` as one JSON and one raw
+sample file per process, merged by the manager.
+
+This module imports neither numpy nor pandas: worker start-up is on every case's clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyperf
+
+from . import strategies
+from .suite import Case
+from .wire import parse_addr
+from .workloads import Session
+
+
+def add_worker_arguments(parser) -> None:  # type: ignore[no-untyped-def]
+    group = parser.add_argument_group("flushbench worker")
+    group.add_argument("--case", help="the case, as JSON")
+    group.add_argument("--plan", help="file listing the run's case ids in order")
+    group.add_argument("--peer", help="HOST:PORT of the peer")
+    group.add_argument("--parts-dir", help="where to leave samples and counters")
+    group.add_argument("--value-time", type=float, default=0.25)
+    group.add_argument("--io-timeout", type=float, default=30.0)
+    group.add_argument("--strategy-plugin", action="append", default=[])
+    group.add_argument("--netns", help="network namespace to enter first")
+
+
+class CaseTask:
+    """The timed function pyperf calls once per warmup and value."""
+
+    def __init__(self, case: Case, addr: tuple[str, int], args) -> None:  # type: ignore[no-untyped-def]
+        self.case, self.addr, self.args = case, addr, args
+        self.session: Session | None = None
+        self.calls = 0
+
+    def __call__(self, loops: int) -> float:
+        if self.session is None:  # connect and warm up: not timed
+            self.session = Session(self.case, self.addr, self.args.io_timeout)
+        session = self.session
+        self.calls += 1
+        record = self.calls > self.args.warmups
+        n = session.ops_for(loops, self.args.value_time)
+        elapsed_ns = session.run_value(n, record=record)
+        # pyperf divides by loops * inner_loops: scale a time-bounded value up so that the
+        # stored figure stays the true seconds per message
+        return elapsed_ns * loops / n / 1e9
+
+    def save(self, parts_dir: Path) -> None:
+        session = self.session
+        if session is None:
+            return
+        out = parts_dir / self.case.id
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"{os.getpid()}"
+        with open(f"{stem}.lat.tmp", "wb") as fh:
+            session.latencies.tofile(fh)
+        os.replace(f"{stem}.lat.tmp", f"{stem}.lat")
+        data = {"values": [dataclasses.asdict(v) for v in session.values],
+                "effective": session.effective()}
+        Path(f"{stem}.json.tmp").write_text(json.dumps(data))
+        os.replace(f"{stem}.json.tmp", f"{stem}.json")
+
+
+def main() -> None:
+    runner = pyperf.Runner()
+    add_worker_arguments(runner.argparser)
+    args = runner.parse_args()
+    if not args.worker:
+        sys.exit("flushbench.worker is started by 'flushbench run', not by hand")
+    if args.netns:
+        from .netlab import enter_netns
+
+        enter_netns(args.netns)
+    for spec in args.strategy_plugin:
+        strategies.load_plugin(spec)
+    case = Case.from_dict(json.loads(args.case))
+    # Our stderr goes to a file the manager reads when the case fails (the terminal shows
+    # the progress bar, not worker tracebacks).
+    err_dir = Path(args.parts_dir) / case.id
+    err_dir.mkdir(parents=True, exist_ok=True)
+    err_fd = os.open(err_dir / f"{os.getpid()}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(err_fd, 2)
+    os.close(err_fd)
+    plan = Path(args.plan).read_text().split()
+    if plan[args.worker_task] != case.id:
+        sys.exit(f"worker task {args.worker_task} is {plan[args.worker_task]}, not {case.id}")
+    task = CaseTask(case, parse_addr(args.peer), args)
+    try:
+        for name in plan:  # the same benchmark list, in the same order, as the manager
+            runner.bench_time_func(name, task, inner_loops=case.msgs_per_op)
+        task.save(Path(args.parts_dir))
+    finally:
+        if task.session is not None:
+            task.session.close()
+
+
+if __name__ == "__main__":
+    main()
