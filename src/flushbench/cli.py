@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=_positive, help="override the suite's worker processes")
     run.add_argument("--values", type=_positive, help="override the suite's values per process")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--report", action="store_true",
+                     help="build the run's report in RUN/report when it finishes")
 
     sub.add_parser("list", help="list strategies, workloads and suites")
 
@@ -104,6 +106,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         ui.console.print(ui.summary_table(frame, title=str(run_dir)))
         for line in ui.quality_warnings(frame):
             ui.console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    if args.report:
+        from .report import build_report
+
+        index = build_report([run_dir], Path(run_dir) / "report")
+        ui.console.print(f"report: {index}", highlight=False)
     print(run_dir)
     if outcome.failed:
         ui.console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "

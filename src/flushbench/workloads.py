@@ -174,6 +174,7 @@ class Session:
             for i in range(n):
                 send(parts)
                 ts[i] = pc()
+            self._push_tail()
             done = wire.recv_exact(sock, wire.DONE.size)  # the peer has every byte
             t1 = pc()
         elif case.workload == "file":
@@ -181,6 +182,7 @@ class Session:
             for i in range(n):
                 send_file(fh, size)
                 ts[i] = pc()
+            self._push_tail()
             done = wire.recv_exact(sock, wire.DONE.size)
             t1 = pc()
         else:  # rr, wwr, pipeline: request (batch messages) then the reply
@@ -219,6 +221,7 @@ class Session:
                 else:
                     await send(parts)
                 ts[i] = pc()
+            self._push_tail()
             done = await reader.readexactly(wire.DONE.size)
             t1 = pc()
         else:
@@ -231,6 +234,17 @@ class Session:
             t1 = pc()
             done = await reader.readexactly(wire.DONE.size)
         return t1 - t0, time.thread_time_ns() - cpu0, done
+
+    def _push_tail(self) -> None:
+        """End of a one-way value: send what Nagle still holds back.
+
+        With TCP_NODELAY off the last small segment waits for an ACK that the receiver
+        delays by up to 40 ms; a continuous stream never waits for it, so it must not be
+        timed. Turning TCP_NODELAY on pushes pending data out; then it is restored.
+        """
+        if not self.case.nodelay:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
     # -- end --------------------------------------------------------------------------------
 

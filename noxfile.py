@@ -1,0 +1,57 @@
+"""Sessions: tests (default), bench, report, compare, lint.
+
+    pip install nox && nox -s bench     # quick suite on loopback -> results/<machine>/<run>/ + report
+    pip install nox && nox -s tests     # the test suite (what CI runs)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# Tools some tests use, by the binary they need and the Debian package that has it.
+# Installed only when running as root with apt-get (CI); elsewhere those tests skip.
+SYSTEM_TOOLS = {"ip": "iproute2", "tc": "iproute2", "chromium": "chromium",
+                "iperf3": "iperf3", "sockperf": "sockperf"}
+
+
+def _ensure_system_tools(session: nox.Session) -> None:
+    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if not shutil.which(tool)})
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.log(f"not root or no apt-get: tests needing {', '.join(missing)} will skip")
+        return
+    session.log(f"installing {', '.join(missing)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                   check=True, env=env)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite; fails on zero collected tests (pytest exit 5)."""
+    _ensure_system_tools(session)
+    session.install("-e", ".[test]")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the quick suite on loopback (posargs go to `flushbench run`) and report it."""
+    session.install("-e", ".")
+    session.run("flushbench", "run", "--report", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the sources and tests."""
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
