@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--filter", action="append", default=[], metavar="PAT",
                      help="keep cases whose id matches (glob or substring; repeatable)")
     run.add_argument("--dry-run", action="store_true", help="list the cases and estimated time")
-    run.add_argument("--fast", action="store_true", help="one worker process per case, fewer values")
+    run.add_argument("--fast", action="store_true", help="one worker per case, fewer values")
     run.add_argument("--resume", type=Path, metavar="RUN", help="finish an interrupted run")
     run.add_argument("--loops-file", type=Path, metavar="FILE",
                      help="pin loop counts (a loops.json or a run directory) for comparisons")
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=_positive, help="override the suite's worker processes")
     run.add_argument("--values", type=_positive, help="override the suite's values per process")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                     help="run against a remote 'flushbench agent' (repeatable: one run each)")
+    run.add_argument("--token-file", type=Path, metavar="F", help="the agent's shared token")
+    run.add_argument("--link", metavar="SPEC",
+                     help="emulated hosts: e.g. rate=100mbit,delay=10ms or a profile (root)")
     run.add_argument("--report", action="store_true",
                      help="build the run's report in RUN/report when it finishes")
 
@@ -70,7 +75,6 @@ def _version() -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import console as ui
-    from .results import load
     from .runner import RunOptions, estimate_case_s, prepare_suite, run
 
     if args.resume and (args.out or args.filter or args.suite != "quick"):
@@ -79,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
                       machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,
-                      processes=args.processes, values=args.values, quiet=args.quiet)
+                      processes=args.processes, values=args.values, quiet=args.quiet,
+                      peers=args.peer, token_file=args.token_file, link=args.link)
     if args.dry_run:
         from .results import read_meta
 
@@ -93,10 +98,20 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"({suite.processes} processes x {suite.values} values per case)")
         return 0
 
-    outcome = run(opts, lambda suite, plan: ui.RunProgress(suite, plan, args.quiet))
-    if outcome.run_dir is None:
-        return outcome.exit_code
+    outcomes = run(opts, lambda suite, plan: ui.RunProgress(suite, plan, args.quiet))
+    code = 0
+    for outcome in outcomes:
+        code = max(code, _finish_run(outcome, args))
+    return code
+
+
+def _finish_run(outcome, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from . import console as ui
+    from .results import load
+
     run_dir = outcome.run_dir
+    if run_dir is None:
+        return outcome.exit_code
     if outcome.interrupted:
         ui.console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with: "
                          f"flushbench run --resume {run_dir}", highlight=False)
@@ -109,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.report:
         from .report import build_report
 
-        index = build_report([run_dir], Path(run_dir) / "report")
+        index = build_report([Path(run_dir)], Path(run_dir) / "report")
         ui.console.print(f"report: {index}", highlight=False)
     print(run_dir)
     if outcome.failed:

@@ -52,6 +52,9 @@ class RunOptions:
     results_root: Path = Path("results")
     transport: str = "loopback"
     quiet: bool = False
+    peers: list[str] = field(default_factory=list)
+    token_file: Path | None = None
+    link: str | None = None
 
 
 @dataclass
@@ -276,7 +279,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "suite": {"name": suite.name, "description": suite.description, "source": suite.source,
                   "cases": len(suite.cases)},
         "filters": opts.filters, "client": host, "peer": peer_meta,
-        "transport": opts.transport, "link": None, "pin": opts.pin,
+        "transport": opts.transport, "link": None, "peer_addr": None, "pin": opts.pin,
         "pyperf": {"processes": suite.processes, "values": suite.values,
                    "warmups": suite.warmups, "timeout": suite.timeout,
                    "value_time": suite.value_time, "fast": opts.fast},
@@ -284,31 +287,97 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
     }
 
 
-def run(opts: RunOptions, progress_factory: Any) -> RunOutcome:
-    """Plan, check, then run. Every user mistake raises before the first case starts."""
+@dataclass
+class Target:
+    """Where the peer of a run lives: this host, an emulated host or a remote agent."""
+
+    transport: str
+    label: str = ""  # suffix of the run id when one invocation writes several runs
+    peer_addr: str | None = None  # remote: the agent's HOST:PORT
+    link: str | None = None  # emulated: the link spec
+
+    def open(self, stack: contextlib.ExitStack, opts: RunOptions, bind: str,
+             ) -> tuple[tuple[str, int], dict[str, Any], list[str], dict[str, Any]]:
+        """Start or reach the peer: (address, peer metadata, worker args, run metadata)."""
+        if self.transport == "remote":
+            from .agent_client import RemotePeer, read_token
+
+            token = read_token(opts.token_file) if opts.token_file else None
+            peer = stack.enter_context(RemotePeer(self.peer_addr or "", token))
+            return peer.addr, peer.meta, [], {"peer_addr": self.peer_addr}
+        if self.transport == "emulated":
+            from .netlab import Netlab
+
+            lab = stack.enter_context(Netlab(self.link or "none"))
+            ip = shutil.which("ip") or "ip"
+            peer = stack.enter_context(PeerProcess(lab.server_addr, cpu=opts.pin.get("peer"),
+                                                   prefix=[ip, "netns", "exec", lab.server_ns]))
+            return (peer.addr, peer.meta, ["--netns", lab.client_ns],
+                    {"link": str(lab.spec), "netlab": lab.describe()})
+        peer = stack.enter_context(PeerProcess(bind, cpu=opts.pin.get("peer")))
+        return peer.addr, peer.meta, [], {}
+
+
+def targets(opts: RunOptions, meta: dict[str, Any] | None) -> list[Target]:
+    if meta is not None:  # resume: the same kind of peer as the run had
+        return [Target(meta.get("transport", "loopback"), peer_addr=meta.get("peer_addr"),
+                       link=meta.get("link"))]
+    if opts.peers and opts.link:
+        raise UsageError("--peer and --link exclude each other: a run goes to a remote agent "
+                         "or to an emulated host")
+    if opts.peers:
+        return [Target("remote", label=_slug(p) if len(opts.peers) > 1 or opts.out is None
+                       else "", peer_addr=p) for p in opts.peers]
+    if opts.link:
+        return [Target("emulated", link=opts.link)]
+    return [Target("loopback")]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")
+
+
+def run(opts: RunOptions, progress_factory: Any) -> list[RunOutcome]:
+    """Plan and check everything, then run once per target (peer)."""
     meta = read_meta(opts.resume) if opts.resume else None
+    plan_targets = targets(opts, meta)
+    if opts.link:
+        from .linkspec import LinkSpec
+
+        LinkSpec.parse(opts.link)  # a bad spec fails now, not after the first run
+    outcomes = []
+    for target in plan_targets:
+        outcome = run_target(opts, target, meta, progress_factory)
+        outcomes.append(outcome)
+        if outcome.interrupted:
+            break
+    return outcomes
+
+
+def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
+               progress_factory: Any) -> RunOutcome:
+    opts = dataclasses.replace(opts, transport=target.transport)
     suite = prepare_suite(opts, meta)
-    if opts.dry_run:
-        return RunOutcome(None)
     loops = load_loops(opts.loops_file)
     host = collect_host()
     bind = "::1" if any(c.transport == "loopback6" for c in suite.cases) else "127.0.0.1"
     with signals_to_interrupt() as state, contextlib.ExitStack() as stack:
         try:
-            peer = stack.enter_context(PeerProcess(bind, cpu=opts.pin.get("peer")))
+            addr, peer_meta, worker_args, extra = target.open(stack, opts, bind)
             if opts.resume:
                 writer = RunWriter.reopen(opts.resume)
             else:
                 run_dir = Path(opts.out) if opts.out else default_run_dir(opts, suite, host)
-                writer = RunWriter.create(run_dir, build_meta(opts, suite, host, peer.meta,
-                                                              run_dir, {}))
+                if target.label:
+                    run_dir = run_dir.with_name(f"{run_dir.name}-{target.label}")
+                writer = RunWriter.create(run_dir, build_meta(opts, suite, host, peer_meta,
+                                                              run_dir, extra))
             done = writer.done_ids()
             plan = [c for c in suite.cases if c.id not in done]
-            manager = Manager(suite, writer, peer.addr, opts, loops, [])
+            manager = Manager(suite, writer, addr, opts, loops, worker_args)
             progress = stack.enter_context(progress_factory(suite, plan))
         except KeyboardInterrupt:
             return RunOutcome(opts.resume or opts.out, interrupted=True)
         outcome = manager.run(plan, progress, state)
         outcome.done += len(done)
     return outcome
-
