@@ -28,10 +28,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flushbench", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="flushbench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="run a suite and write a run directory")
     run.add_argument("--suite", default="quick", help="suite name or .toml file (default: quick)")
@@ -50,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pin client workers and the peer to CPUs")
     run.add_argument("--processes", type=_positive, help="override the suite's worker processes")
     run.add_argument("--values", type=_positive, help="override the suite's values per process")
+    run.add_argument("--inherit-environ", metavar="VARS",
+                     help="comma-separated environment variables workers keep (pyperf drops "
+                          "the rest)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                      help="run against a remote 'flushbench agent' (repeatable: one run each)")
@@ -84,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
                       machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,
                       processes=args.processes, values=args.values, quiet=args.quiet,
-                      peers=args.peer, token_file=args.token_file, link=args.link)
+                      peers=args.peer, token_file=args.token_file, link=args.link,
+                      inherit_environ=args.inherit_environ)
     if args.dry_run:
         from .results import read_meta
 

@@ -55,6 +55,7 @@ class RunOptions:
     peers: list[str] = field(default_factory=list)
     token_file: Path | None = None
     link: str | None = None
+    inherit_environ: str | None = None
 
 
 @dataclass
@@ -103,7 +104,10 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         raise UsageError(f"no case of suite {suite.name!r} matches --filter "
                          f"{' '.join(filters)}; see 'flushbench run --dry-run'")
     for case in suite.cases:
-        strategies.check(case.strategy, case.workload)
+        try:
+            strategies.check(case.strategy, case.workload)
+        except UsageError as exc:
+            raise UsageError(f"{suite.path or 'suite ' + suite.name}: {case.id}: {exc}") from None
     changes: dict[str, Any] = {}
     if opts.fast:  # fewer processes and values: rough answers, quickly
         changes.update(processes=1, values=max(2, suite.values // 2),
@@ -170,6 +174,8 @@ class Manager:
             self.pyperf_suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
         argv = ["--quiet", "--processes", str(suite.processes), "--values", str(suite.values),
                 "--warmups", str(suite.warmups), "--timeout", str(suite.timeout)]
+        if opts.inherit_environ:
+            argv += ["--inherit-environ", opts.inherit_environ]
         if "client" in opts.pin:
             argv += ["--affinity", str(opts.pin["client"])]
         self.runner = pyperf.Runner(program_args=("-m", "flushbench.worker"),

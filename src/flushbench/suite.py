@@ -169,6 +169,7 @@ class Suite:
     timeout: int = 120  # seconds for one worker process
     description: str = ""
     source: str = ""  # the TOML text, kept in meta.json
+    path: str = ""  # where it was read from
 
     def select(self, patterns: Sequence[str] | None) -> Suite:
         return dataclasses.replace(self, cases=tuple(filter_cases(self.cases, patterns)))
@@ -269,7 +270,8 @@ def load_suite(name_or_path: str) -> Suite:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"suite file {path} cannot be read: {exc}") from None
-    return parse_suite(text, where=str(path), default_name=path.stem)
+    return dataclasses.replace(parse_suite(text, where=str(path), default_name=path.stem),
+                               path=str(path))
 
 
 def parse_suite(text: str, where: str = "suite", default_name: str = "custom") -> Suite:

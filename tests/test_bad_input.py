@@ -1,0 +1,182 @@
+"""Bad input: one line naming the file or field and what is expected, a non-zero exit,
+no traceback, and no long work started first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flushbench import cli, strategies
+from flushbench.results import RunWriter
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse
+        code = exc.code if isinstance(exc.code, int) else 2
+    err = capsys.readouterr().err
+    return code, err
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def suite_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def a_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    writer = RunWriter.create(run_dir, {"run_id": "r1", "machine_id": "m1"})
+    writer.add_case({"case": "stream-sendall-s64-p2-nd0-sbauto-loopback", "workload": "stream",
+                     "strategy": "sendall", "msg_size": 64, "throughput_bps": 1e9, "error": ""})
+    return run_dir
+
+
+CASES = {
+    "unknown suite": (["run", "--suite", "nope"], "flushbench: error: unknown suite 'nope'; "
+                      "expected a .toml file or one of: full, quick, smoke"),
+    "unknown option": (["run", "--bogus"],
+                       "flushbench: error: unrecognized arguments: --bogus (see 'flushbench --help')"),
+    "bad pin": (["run", "--pin", "cpu0"], "flushbench run: error: argument --pin: --pin 'cpu0': "
+                "expected client=N,peer=M (see 'flushbench run --help')"),
+    "no match": (["run", "--suite", "smoke", "--filter", "zzz"],
+                 "flushbench: error: no case of suite 'smoke' matches --filter zzz; see "
+                 "'flushbench run --dry-run'"),
+    "missing suite file": (["run", "--suite", "/no/such.toml"],
+                           "flushbench: error: suite file /no/such.toml does not exist"),
+    "bad loops file": (["run", "--suite", "smoke", "--loops-file", "/no/loops.json"],
+                       "flushbench: error: --loops-file /no/loops.json: cannot read it "
+                       "([Errno 2] No such file or directory: '/no/loops.json')"),
+    "missing run": (["show", "/no/such/run"], "flushbench: error: /no/such/run does not exist"),
+    "resume with suite": (["run", "--resume", "/tmp", "--suite", "smoke"],
+                          "flushbench: error: --resume takes the suite, filters and directory "
+                          "of the run it resumes; drop --suite/--filter/--out"),
+    "bad plugin": (["run", "--strategy-plugin", "nocolon"],
+                   "flushbench: error: --strategy-plugin 'nocolon': expected module:Class"),
+    "peer and link": (["run", "--peer", "127.0.0.1:1", "--link", "delay=1ms"],
+                      "flushbench: error: --peer and --link exclude each other: a run goes to "
+                      "a remote agent or to an emulated host"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cli_mistakes_are_one_line(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each CLI mistake gives exactly its one-line message and exit code 2."""
+    argv, expected = CASES[name]
+    code, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert one_line(err) == expected
+
+
+SUITE_ERRORS = {
+    "malformed toml": ("[[matrix]\n", "is not valid TOML"),
+    "unknown key": ("[[matrix]]\nworkload='stream'\nstrategy='sendall'\nmsg_size=64\nfoo=1\n",
+                    "[[matrix]] #1 has unknown key 'foo'; expected some of workload, strategy"),
+    "unknown strategy": ("[[matrix]]\nworkload='stream'\nstrategy='sendal'\nmsg_size=64\n",
+                         "unknown strategy 'sendal'; expected one of asyncio, coalesce, cork"),
+    "sendfile on stream": ("[[matrix]]\nworkload='stream'\nstrategy='sendfile'\nmsg_size=64\n",
+                           "strategy 'sendfile' does not run the stream workload; it runs file"),
+    "bad type": ("[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64\nnodelay='yes'\n",
+                 "nodelay must be true or false, got 'yes'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUITE_ERRORS))
+def test_bad_suite_files_are_one_line(name: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed or impossible suite file names the file and the field, exit 2."""
+    text, fragment = SUITE_ERRORS[name]
+    path = suite_file(tmp_path, text)
+    code, err = run_cli(capsys, "run", "--suite", path, "--dry-run")
+    assert code == 2
+    line = one_line(err)
+    assert line.startswith("flushbench: error: ")
+    assert fragment in line
+    assert path in line
+
+
+def test_cork_where_tcp_cork_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """On a platform without TCP_CORK, a cork case is refused before anything runs."""
+    monkeypatch.delattr("socket.TCP_CORK")
+    path = suite_file(tmp_path, "[[matrix]]\nworkload='wwr'\nstrategy='cork'\nmsg_size=64\n")
+    code, err = run_cli(capsys, "run", "--suite", path)
+    assert code == 2
+    assert one_line(err) == (f"flushbench: error: {path}: wwr-cork-s64-p2-nd0-sbauto-loopback: "
+                             "strategy 'cork' cannot run here: TCP_CORK does not exist on this "
+                             "platform")
+    assert strategies.REGISTRY["cork"].unavailable()
+
+
+def test_unwritable_output_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An output directory that cannot be created is refused with the reason."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, err = run_cli(capsys, "run", "--suite", "smoke", "--out", str(blocker / "run"))
+    assert code == 2
+    assert one_line(err) == (f"flushbench: error: output directory {blocker / 'run'} is not "
+                             "writable: Not a directory")
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out pointing at an existing run is refused, pointing at --resume."""
+    run_dir = a_run(tmp_path)
+    code, err = run_cli(capsys, "run", "--suite", "smoke", "--out", str(run_dir))
+    assert code == 2
+    assert one_line(err) == (f"flushbench: error: {run_dir} already holds a run; choose another "
+                             f"--out or --resume {run_dir}")
+
+
+def test_corrupt_meta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated meta.json is named as corrupt."""
+    run_dir = a_run(tmp_path)
+    meta = run_dir / "meta.json"
+    meta.write_text(meta.read_text()[:20])
+    code, err = run_cli(capsys, "show", str(run_dir))
+    assert code == 2
+    line = one_line(err)
+    assert line.startswith(f"flushbench: error: {meta} is corrupt or truncated (")
+    assert line.endswith("); rerun or delete the run")
+
+
+def test_newer_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run from a newer schema asks for an upgrade instead of misreading it."""
+    run_dir = a_run(tmp_path)
+    meta_path = run_dir / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["schema_version"] = 99
+    meta_path.write_text(json.dumps(meta))
+    code, err = run_cli(capsys, "show", str(run_dir))
+    assert code == 2
+    assert one_line(err) == (f"flushbench: error: {meta_path} was written with schema 99, this "
+                             "flushbench reads up to 1: upgrade flushbench (pip install -U "
+                             "flushbench)")
+
+
+def test_table_that_is_not_ours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A table.csv without our columns is refused by name."""
+    run_dir = a_run(tmp_path)
+    (run_dir / "table.csv").write_text("a,b\n1,2\n")
+    code, err = run_cli(capsys, "show", str(run_dir))
+    assert code == 2
+    assert one_line(err) == (f"flushbench: error: {run_dir / 'table.csv'} lacks column(s) case, "
+                             "workload, strategy; it is not a flushbench table")
+
+
+def test_missing_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run directory without table.csv is named."""
+    run_dir = a_run(tmp_path)
+    (run_dir / "table.csv").unlink()
+    code, err = run_cli(capsys, "show", str(run_dir))
+    assert code == 2
+    assert one_line(err) == f"flushbench: error: {run_dir}: table.csv is missing"

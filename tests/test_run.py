@@ -1,0 +1,155 @@
+"""End to end: real peer, real pyperf workers, real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyperf
+import pytest
+
+import flushbench
+from flushbench.results import COLUMNS, load_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def flushbench_cli(*args: str, env: dict[str, str] | None = None,
+                   timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(TESTS),
+                                              full_env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "flushbench", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    proc = flushbench_cli("run", "--suite", "smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
+    """A smoke run leaves pyperf.json, table.csv, samples/ and meta.json, all loadable."""
+    for name in ("pyperf.json", "table.csv", "meta.json", "samples"):
+        assert (smoke_run / name).exists(), name
+    frame = flushbench.load(smoke_run)
+    assert list(frame.columns[:2]) == ["run", "machine"]
+    assert set(COLUMNS) <= set(frame.columns)
+    assert len(frame) == 6 and (frame["error"] == "").all()
+    for col in ("throughput_bps", "msgs_per_s", "lat_p50_us", "lat_p99_us", "segs_per_msg",
+                "send_calls_per_msg", "cpu_s_per_gb_client", "cpu_s_per_gb_peer", "sndbuf_eff"):
+        assert frame[col].notna().all() and (frame[col] > 0).all(), col
+    meta = json.loads((smoke_run / "meta.json").read_text())
+    assert meta["schema_version"] == 1 and meta["suite"]["name"] == "smoke"
+    assert "net.ipv4.tcp_wmem" in meta["client"]["sysctls"]
+    assert meta["peer"]["python"]
+    suite = pyperf.BenchmarkSuite.load(str(smoke_run / "pyperf.json"))
+    assert sorted(suite.get_benchmark_names()) == sorted(frame["case"])
+    for bench in suite.get_benchmarks():
+        assert bench.get_unit() == "second" and bench.get_nvalue() >= 3
+
+
+@pytest.mark.slow
+def test_smoke_run_shows_the_nagle_trap(smoke_run: Path) -> None:
+    """wwr with Nagle on waits for a delayed ACK per request; with TCP_NODELAY it does not."""
+    frame = flushbench.load(smoke_run).set_index("case")
+    off = frame.loc["wwr-sendall-s64-p2-nd0-sbauto-loopback"]
+    on = frame.loc["wwr-sendall-s64-p2-nd1-sbauto-loopback"]
+    assert off["lat_p50_us"] >= 20_000
+    assert on["lat_p50_us"] < 5_000
+    # write-write sends two segments per message; makefile+flush sends one
+    assert 1.7 <= on["segs_per_msg"] <= 2.3
+    assert 0.9 <= frame.loc["wwr-makefile-s64-p2-nd1-sbauto-loopback", "segs_per_msg"] <= 1.2
+    samples = load_samples(smoke_run, "wwr-sendall-s64-p2-nd1-sbauto-loopback")
+    assert samples["lat_ns"].size >= 2000
+    assert samples["values_s_per_msg"].size == 3
+
+
+@pytest.mark.slow
+def test_pyperf_tools_accept_runs(smoke_run: Path, tmp_path: Path) -> None:
+    """python -m pyperf show and compare_to work on our pyperf.json."""
+    other = tmp_path / "again"
+    proc = flushbench_cli("run", "--suite", "smoke", "--filter", "rr-", "--out", str(other),
+                          "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    shown = subprocess.run([sys.executable, "-m", "pyperf", "show", str(smoke_run / "pyperf.json")],
+                           capture_output=True, text=True, check=True)
+    assert "wwr-sendall-s64-p2-nd0-sbauto-loopback" in shown.stdout
+    compared = subprocess.run([sys.executable, "-m", "pyperf", "compare_to", "--table",
+                               str(smoke_run / "pyperf.json"), str(other / "pyperf.json")],
+                              capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stderr
+    assert "rr-sendall-s64-p2-nd1-sbauto-loopback" in compared.stdout + compared.stderr
+
+
+FORWARDING_SUITE = """
+[suite]
+name = "fwd"
+processes = 2
+values = 2
+warmups = 1
+value_time = 0.05
+
+[[matrix]]
+workload = "stream"
+strategy = "sendall"
+nodelay = [false, true]
+sndbuf = [1, 65536]
+notsent_lowat = [0, 16384]
+msg_size = 1024
+ops = 200
+
+[[matrix]]
+workload = "rr"
+strategy = "recording"
+nodelay = true
+rcvbuf = 32768
+msg_size = 100
+reply = 10
+ops = 200
+"""
+
+
+@pytest.mark.slow
+def test_workers_see_each_cases_options(tmp_path: Path) -> None:
+    """Options reach every pyperf worker (add_cmdline_args) and are read back per case."""
+    suite = tmp_path / "fwd.toml"
+    suite.write_text(FORWARDING_SUITE)
+    record = tmp_path / "seen.jsonl"
+    out = tmp_path / "run"
+    proc = flushbench_cli("run", "--suite", str(suite), "--out", str(out), "--quiet",
+                          "--strategy-plugin", "plugin_strategy:RecordingStrategy",
+                          "--inherit-environ", "FLUSHBENCH_TEST_RECORD",
+                          env={"FLUSHBENCH_TEST_RECORD": str(record)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frame = flushbench.load(out).set_index("case")
+    stream = frame[frame["workload"] == "stream"]
+    assert len(stream) == 8 and (stream["error"] == "").all()
+    assert (stream["nodelay_eff"] == stream["nodelay"]).all()
+    assert (stream["sndbuf_eff"] == stream["sndbuf"].map({1: 4608, 65536: 131072})).all()
+    assert (stream["notsent_lowat_eff"] == stream["notsent_lowat"]).all()
+    assert (stream[stream["sndbuf"] == 1]["opt_mismatch"].str.contains("kernel gave 4608")).all()
+    rr = frame.loc["rr-recording-s100-p2-nd1-sbauto-rb32K-r10-loopback"]
+    assert rr["error"] == "" and rr["rcvbuf_eff"] == 65536 and rr["reply"] == 10
+    # the plugin ran in two worker processes, each with the case's options on its socket
+    seen = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len({s["pid"] for s in seen}) == 2
+    assert all(s["nodelay"] == 1 and s["buffer"] == io.DEFAULT_BUFFER_SIZE for s in seen)
+
+
+def test_dry_run_lists_cases_with_an_estimate() -> None:
+    """--dry-run prints every case id and a total time, and runs nothing."""
+    proc = flushbench_cli("run", "--suite", "smoke", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 7 and lines[-1].startswith("6 cases, estimated")
+    assert all("\t~" in line for line in lines[:-1])
