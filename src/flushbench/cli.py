@@ -6,6 +6,7 @@ User mistakes print one line, ``flushbench: error: …``, and exit 2; no traceba
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -123,6 +124,8 @@ def _finish_run(outcome, args: argparse.Namespace) -> int:  # type: ignore[no-un
 
     run_dir = outcome.run_dir
     if run_dir is None:
+        if outcome.interrupted:
+            ui.console.print("interrupted before the run directory was created", highlight=False)
         return outcome.exit_code
     if outcome.interrupted:
         ui.console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with: "
@@ -198,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    finally:
+        # The work is done (or stopped cleanly): a late Ctrl-C must not turn the exit into a
+        # traceback during interpreter shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ class RunWriter:
         self.dir = Path(run_dir)
         self.meta = dict(meta)
         self.rows: dict[str, dict] = {r["case"]: dict(r) for r in rows}
+        self.order: list[str] = []  # the suite's case order; rows are written in it
 
     @classmethod
     def create(cls, run_dir: Path, meta: Mapping[str, Any]) -> RunWriter:
@@ -137,7 +138,9 @@ class RunWriter:
         write_json(self.dir / META, self.meta)
 
     def write_table(self) -> None:
-        frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
+        rank = {cid: i for i, cid in enumerate(self.order)}
+        rows = sorted(self.rows.values(), key=lambda r: rank.get(r["case"], len(rank)))
+        frame = pd.DataFrame(rows, columns=COLUMNS)
         with atomic_write(self.dir / TABLE) as fh:
             frame.to_csv(fh, index=False)
 

@@ -147,6 +147,8 @@ def signals_to_interrupt() -> Iterator[dict[str, bool]]:
     state = {"interrupted": False}
 
     def handler(signum: int, frame: Any) -> None:
+        if state["interrupted"]:
+            return  # already stopping: let the clean-up finish
         state["interrupted"] = True
         raise KeyboardInterrupt
 
@@ -161,10 +163,10 @@ def signals_to_interrupt() -> Iterator[dict[str, bool]]:
 class Manager:
     """Runs the planned cases of one run against one peer."""
 
-    def __init__(self, suite: Suite, writer: RunWriter, peer_addr: tuple[str, int],
-                 opts: RunOptions, loops: dict[str, int], worker_args: list[str]) -> None:
+    def __init__(self, suite: Suite, writer: RunWriter, link: PeerLink, opts: RunOptions,
+                 loops: dict[str, int]) -> None:
         self.suite, self.writer, self.opts = suite, writer, opts
-        self.peer_addr, self.loops, self.worker_args = peer_addr, loops, worker_args
+        self.link, self.loops = link, loops
         self.parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=writer.dir))
         self.plan_file = self.parts / "plan.txt"
         self.current: Case | None = None
@@ -185,16 +187,21 @@ class Manager:
     def _worker_cmdline(self, cmd: list[str], args: Any) -> None:
         case = self.current
         assert case is not None
-        host, port = self.peer_addr
+        host, port = self.link.addr
         cmd.extend(["--case", json.dumps(case.to_dict(), sort_keys=True),
                     "--plan", str(self.plan_file),
                     "--peer", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
                     "--parts-dir", str(self.parts),
                     "--value-time", str(self.suite.value_time),
-                    "--io-timeout", str(min(30, self.suite.timeout))])
+                    "--io-timeout", str(self.io_timeout)])
         for spec in self.opts.strategy_plugins:
             cmd.extend(["--strategy-plugin", spec])
-        cmd.extend(self.worker_args)
+        cmd.extend(self.link.worker_args)
+
+    @property
+    def io_timeout(self) -> float:
+        """Per socket call: well inside pyperf's per-worker timeout, so a stall is named."""
+        return max(1.0, min(30.0, self.suite.timeout / 4))
 
     def loops_for(self, case: Case) -> int:
         return self.loops.get(case.id, case.op_count)
@@ -204,8 +211,11 @@ class Manager:
         self.plan_file.write_text("\n".join(c.id for c in plan) + "\n")
         used_loops: dict[str, int] = {}
         try:
-            for case in plan:
+            for index, case in enumerate(plan):
                 progress.start_case(case)
+                # pyperf numbers tasks by counting finished benchmarks; a failed case does not
+                # count, so say which task of the plan this is (workers check it)
+                self.runner._worker_task = index
                 row, samples = self.run_case(case, state)
                 if state["interrupted"]:
                     outcome.interrupted = True
@@ -213,6 +223,8 @@ class Manager:
                 used_loops[case.id] = self.loops_for(case)
                 self.writer.add_case(row, samples)
                 outcome.failed += bool(row.get("error"))
+                if row.get("error") and self.link.revive:
+                    self.link.revive()
                 outcome.done += 1
                 progress.end_case(case, row)
         except KeyboardInterrupt:
@@ -302,26 +314,50 @@ class Target:
     peer_addr: str | None = None  # remote: the agent's HOST:PORT
     link: str | None = None  # emulated: the link spec
 
-    def open(self, stack: contextlib.ExitStack, opts: RunOptions, bind: str,
-             ) -> tuple[tuple[str, int], dict[str, Any], list[str], dict[str, Any]]:
-        """Start or reach the peer: (address, peer metadata, worker args, run metadata)."""
+    def open(self, stack: contextlib.ExitStack, opts: RunOptions, bind: str) -> PeerLink:
+        """Start or reach the peer."""
         if self.transport == "remote":
             from .agent_client import RemotePeer, read_token
 
             token = read_token(opts.token_file) if opts.token_file else None
-            peer = stack.enter_context(RemotePeer(self.peer_addr or "", token))
-            return peer.addr, peer.meta, [], {"peer_addr": self.peer_addr}
+            remote = stack.enter_context(RemotePeer(self.peer_addr or "", token))
+            return PeerLink(remote.addr, remote.meta, extra={"peer_addr": self.peer_addr})
+        prefix: list[str] = []
+        link = PeerLink(("", 0), {})
         if self.transport == "emulated":
             from .netlab import Netlab
 
             lab = stack.enter_context(Netlab(self.link or "none"))
-            ip = shutil.which("ip") or "ip"
-            peer = stack.enter_context(PeerProcess(lab.server_addr, cpu=opts.pin.get("peer"),
-                                                   prefix=[ip, "netns", "exec", lab.server_ns]))
-            return (peer.addr, peer.meta, ["--netns", lab.client_ns],
-                    {"link": str(lab.spec), "netlab": lab.describe()})
-        peer = stack.enter_context(PeerProcess(bind, cpu=opts.pin.get("peer")))
-        return peer.addr, peer.meta, [], {}
+            bind = lab.server_addr
+            prefix = [shutil.which("ip") or "ip", "netns", "exec", lab.server_ns]
+            link.worker_args = ["--netns", lab.client_ns]
+            link.extra = {"link": str(lab.spec), "netlab": lab.describe()}
+
+        def start() -> PeerProcess:
+            return stack.enter_context(PeerProcess(bind, cpu=opts.pin.get("peer"), prefix=prefix))
+
+        peer = start()
+        link.addr, link.meta = peer.addr, peer.meta
+
+        def revive() -> None:  # a crashed local peer is restarted for the next case
+            nonlocal peer
+            if peer.proc.poll() is not None:
+                peer = start()
+                link.addr = peer.addr
+
+        link.revive = revive
+        return link
+
+
+@dataclass
+class PeerLink:
+    """A reachable peer: its address, its host's metadata, and how workers reach it."""
+
+    addr: tuple[str, int]
+    meta: dict[str, Any]
+    worker_args: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    revive: Any = None  # callable: restart a dead local peer (None for remote agents)
 
 
 def targets(opts: RunOptions, meta: dict[str, Any] | None) -> list[Target]:
@@ -367,23 +403,27 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
     loops = load_loops(opts.loops_file)
     host = collect_host()
     bind = "::1" if any(c.transport == "loopback6" for c in suite.cases) else "127.0.0.1"
-    with signals_to_interrupt() as state, contextlib.ExitStack() as stack:
-        try:
-            addr, peer_meta, worker_args, extra = target.open(stack, opts, bind)
+    writer: RunWriter | None = None
+    try:
+        with signals_to_interrupt() as state, contextlib.ExitStack() as stack:
+            link = target.open(stack, opts, bind)
             if opts.resume:
                 writer = RunWriter.reopen(opts.resume)
             else:
                 run_dir = Path(opts.out) if opts.out else default_run_dir(opts, suite, host)
                 if target.label:
                     run_dir = run_dir.with_name(f"{run_dir.name}-{target.label}")
-                writer = RunWriter.create(run_dir, build_meta(opts, suite, host, peer_meta,
-                                                              run_dir, extra))
+                writer = RunWriter.create(run_dir, build_meta(opts, suite, host, link.meta,
+                                                              run_dir, link.extra))
+            writer.order = [c.id for c in suite.cases]
             done = writer.done_ids()
             plan = [c for c in suite.cases if c.id not in done]
-            manager = Manager(suite, writer, addr, opts, loops, worker_args)
+            manager = Manager(suite, writer, link, opts, loops)
             progress = stack.enter_context(progress_factory(suite, plan))
-        except KeyboardInterrupt:
-            return RunOutcome(opts.resume or opts.out, interrupted=True)
-        outcome = manager.run(plan, progress, state)
-        outcome.done += len(done)
-    return outcome
+            outcome = manager.run(plan, progress, state)
+            outcome.done += len(done)
+            return outcome
+    except KeyboardInterrupt:
+        # Ctrl-C outside a case (starting, cleaning up): what is written stays written.
+        kept = len(writer.done_ids()) if writer else 0
+        return RunOutcome(writer.dir if writer else None, done=kept, interrupted=True)

@@ -13,6 +13,7 @@ This module imports neither numpy nor pandas: worker start-up is on every case's
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 import pyperf
 
 from . import strategies
+from .errors import FlushbenchError
 from .suite import Case
 from .wire import parse_addr
 from .workloads import Session
@@ -102,9 +104,31 @@ def main() -> None:
         for name in plan:  # the same benchmark list, in the same order, as the manager
             runner.bench_time_func(name, task, inner_loops=case.msgs_per_op)
         task.save(Path(args.parts_dir))
+    except Exception as exc:  # noqa: BLE001 - the manager records this line as the reason
+        print(describe(exc, args.io_timeout), file=sys.stderr, flush=True)
+        sys.exit(1)
     finally:
         if task.session is not None:
             task.session.close()
+
+
+def describe(exc: BaseException, io_timeout: float) -> str:
+    """One line, in plain words, for the table's error column."""
+    if isinstance(exc, FlushbenchError):
+        return str(exc)
+    if isinstance(exc, ConnectionResetError):
+        return "the peer reset the connection"
+    if isinstance(exc, (BrokenPipeError, ConnectionAbortedError)):
+        return "the peer closed the connection"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the peer refused the connection (is it still running?)"
+    if isinstance(exc, (BlockingIOError, TimeoutError)) or \
+            getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return (f"no progress for {io_timeout:g} s: the peer stopped reading or answering "
+                "(socket timeout)")
+    if isinstance(exc, OSError):
+        return f"socket error: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

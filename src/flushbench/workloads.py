@@ -165,8 +165,10 @@ class Session:
         send = self.strategy.send_message
         parts = self.parts
         sock.sendall(wire.pack_go(n))
-        if sock.recv(1) != wire.READY:
-            raise PeerError("the peer did not answer GO")
+        answer = sock.recv(1)
+        if answer != wire.READY:
+            raise PeerError("the peer closed the connection" if not answer
+                            else f"the peer answered GO with {answer!r}")
         pc = perf_counter_ns
         cpu0 = time.thread_time_ns()
         t0 = self._t0 = pc()

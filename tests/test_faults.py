@@ -1,0 +1,65 @@
+"""Faults mid-case: the peer crashes, stalls or resets. That case fails with a reason; the
+run finishes the others, exits non-zero, and stays loadable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import flushbench
+from test_run import flushbench_cli
+
+SUITE = """
+[suite]
+name = "faults"
+processes = 1
+values = 3
+warmups = 1
+value_time = 0.05
+timeout = 8
+
+[[matrix]]
+workload = "rr"
+strategy = "sendall"
+nodelay = true
+msg_size = [100, 200, 300]
+ops = 300
+
+[[matrix]]
+workload = "stream"
+strategy = "sendall"
+msg_size = [4096, 65536]
+ops = 2000
+"""
+
+# (fault spec, victim case, the reason the table must give)
+FAULTS = {
+    "crash": ("crash:rr:200:4", "rr-sendall-s200-p2-nd1-sbauto-loopback",
+              ("the peer closed the connection", "the peer reset the connection")),
+    "stall": ("stall:stream:65536:3", "stream-sendall-s64K-p2-nd0-sbauto-loopback",
+              ("no progress for 2 s",)),
+    "reset": ("reset:rr:200:3", "rr-sendall-s200-p2-nd1-sbauto-loopback",
+              ("the peer reset the connection", "the peer closed the connection")),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+def test_a_fault_fails_only_its_case(kind: str, tmp_path: Path) -> None:
+    """The victim case records why it failed; every other case finishes normally."""
+    spec, victim, reasons = FAULTS[kind]
+    suite = tmp_path / "faults.toml"
+    suite.write_text(SUITE)
+    out = tmp_path / "run"
+    proc = flushbench_cli("run", "--suite", str(suite), "--out", str(out), "--quiet",
+                          env={"FLUSHBENCH_PEER_FAULT": spec}, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "1 of 5 case(s) failed" in proc.stderr
+    frame = flushbench.load(out).set_index("case")
+    assert len(frame) == 5
+    failed = frame[frame["error"] != ""]
+    assert list(failed.index) == [victim]
+    assert any(r in failed.loc[victim, "error"] for r in reasons), failed.loc[victim, "error"]
+    ok = frame[frame["error"] == ""]
+    assert (ok["msgs_per_s"] > 0).all() and ok["lat_p50_us"].notna().all()

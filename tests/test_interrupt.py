@@ -1,0 +1,84 @@
+"""Ctrl-C at any moment keeps every finished case, leaves no process behind, and
+``--resume`` completes the run to the same table a whole run gives."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import flushbench
+from flushbench.results import COLUMNS
+from flushbench.suite import load_suite
+from test_run import ROOT, TESTS, flushbench_cli
+
+REPEATS = int(os.environ.get("FLUSHBENCH_INTERRUPT_REPEATS", "20"))
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs of live (not zombie) processes in session ``sid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def start_run(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS)])}
+    return subprocess.Popen([sys.executable, "-m", "flushbench", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT, start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sigint_at_random_moments_then_resume(tmp_path: Path) -> None:
+    """20 times: Ctrl-C the smoke run, check what is left, resume it to a full table."""
+    rng = random.Random(20261121)
+    expected = sorted(c.id for c in load_suite("smoke").cases)
+    resumed_partial = 0
+    for attempt in range(REPEATS):
+        out = tmp_path / f"run{attempt}"
+        proc = start_run("--suite", "smoke", "--out", str(out), "--quiet")
+        time.sleep(rng.uniform(0.3, 5.0))
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        _, err = proc.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while session_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session_members(proc.pid) == [], f"attempt {attempt}: processes left behind"
+        if proc.returncode == 0:
+            assert len(flushbench.load(out)) == len(expected)
+            continue  # it finished before the signal arrived: nothing to resume
+        if not (out / "meta.json").exists():
+            # stopped before the run directory existed (still importing, or starting the peer)
+            assert proc.returncode in (130, -signal.SIGINT), err
+            continue
+        assert proc.returncode == 130, f"attempt {attempt}: exit {proc.returncode}: {err}"
+        assert "flushbench run --resume" in err
+        kept = flushbench.load(out)
+        assert set(kept["case"]) <= set(expected)
+        assert (kept["error"] == "").all(), "an interrupted case must not be kept as a row"
+        resumed_partial += len(kept) < len(expected)
+        done = flushbench_cli("run", "--resume", str(out), "--quiet", timeout=120)
+        assert done.returncode == 0, done.stderr
+        table = flushbench.load(out)
+        assert sorted(table["case"]) == expected
+        assert list(table["case"]) == [c.id for c in load_suite("smoke").cases]
+        assert set(COLUMNS) <= set(table.columns) and (table["error"] == "").all()
+        assert not list(out.glob(".parts-*")), "worker scratch left in the run directory"
+    assert resumed_partial >= REPEATS // 4, "too few interrupts landed mid-run to prove much"
