@@ -1,6 +1,6 @@
 """Sessions: tests (default), bench, report, compare, lint.
 
-    pip install nox && nox -s bench     # quick suite on loopback -> results/<machine>/<run>/ + report
+    pip install nox && nox -s bench     # quick suite on loopback: a run and its report
     pip install nox && nox -s tests     # the test suite (what CI runs)
 """
 

@@ -46,7 +46,8 @@ CASES = {
     "unknown suite": (["run", "--suite", "nope"], "flushbench: error: unknown suite 'nope'; "
                       "expected a .toml file or one of: full, quick, smoke"),
     "unknown option": (["run", "--bogus"],
-                       "flushbench: error: unrecognized arguments: --bogus (see 'flushbench --help')"),
+                       "flushbench: error: unrecognized arguments: --bogus "
+                       "(see 'flushbench --help')"),
     "bad pin": (["run", "--pin", "cpu0"], "flushbench run: error: argument --pin: --pin 'cpu0': "
                 "expected client=N,peer=M (see 'flushbench run --help')"),
     "no match": (["run", "--suite", "smoke", "--filter", "zzz"],
@@ -128,7 +129,8 @@ def test_unwritable_output_directory(tmp_path: Path, capsys: pytest.CaptureFixtu
                              "writable: Not a directory")
 
 
-def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_run_is_not_overwritten(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     """--out pointing at an existing run is refused, pointing at --resume."""
     run_dir = a_run(tmp_path)
     code, err = run_cli(capsys, "run", "--suite", "smoke", "--out", str(run_dir))

@@ -10,8 +10,14 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .runner import estimate_case_s
@@ -65,7 +71,8 @@ def _fmt(value: Any, spec: str) -> str:
 def _headline(row: dict[str, Any]) -> str:
     if row.get("workload") in ("stream", "file"):
         return f"{_fmt(row['throughput_bps'] / 1e9, '.2f')} Gbit/s"
-    return f"p50 {_fmt(row.get('lat_p50_us'), '.1f')} us, p99 {_fmt(row.get('lat_p99_us'), '.1f')} us"
+    p50, p99 = _fmt(row.get("lat_p50_us"), ".1f"), _fmt(row.get("lat_p99_us"), ".1f")
+    return f"p50 {p50} us, p99 {p99} us"
 
 
 def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
@@ -81,8 +88,8 @@ def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
         table.add_row(row["case"], _fmt(row.get("throughput_bps", math.nan) / 1e9, ".3f"),
                       _fmt(row.get("msgs_per_s"), ",.0f"), _fmt(row.get("lat_p50_us"), ".1f"),
                       _fmt(row.get("lat_p99_us"), ".1f"), _fmt(row.get("segs_per_msg"), ".2f"),
-                      _fmt(row.get("send_calls_per_msg"), ".2f"), _fmt(row.get("sndbuf_eff"), ".0f"),
-                      note, style="red" if row.get("error") else None)
+                      _fmt(row.get("send_calls_per_msg"), ".2f"),
+                      _fmt(row.get("sndbuf_eff"), ".0f"), note, style="red" if row.get("error") else None)
     return table
 
 

@@ -179,7 +179,8 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     version = meta["schema_version"]
     if version > SCHEMA_VERSION:
         raise ResultsError(f"{path} was written with schema {version}, this flushbench reads "
-                           f"up to {SCHEMA_VERSION}: upgrade flushbench (pip install -U flushbench)")
+                           f"up to {SCHEMA_VERSION}: upgrade flushbench "
+                           "(pip install -U flushbench)")
     return meta
 
 

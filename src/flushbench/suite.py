@@ -260,7 +260,8 @@ def resolve_suite(name_or_path: str) -> Path:
     suites = available_suites()
     if name_or_path not in suites:
         known = ", ".join(sorted(suites)) or "none found"
-        raise UsageError(f"unknown suite {name_or_path!r}; expected a .toml file or one of: {known}")
+        raise UsageError(f"unknown suite {name_or_path!r}; expected a .toml file or one of: "
+                         f"{known}")
     return suites[name_or_path]
 
 
