@@ -89,7 +89,8 @@ def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
                       _fmt(row.get("msgs_per_s"), ",.0f"), _fmt(row.get("lat_p50_us"), ".1f"),
                       _fmt(row.get("lat_p99_us"), ".1f"), _fmt(row.get("segs_per_msg"), ".2f"),
                       _fmt(row.get("send_calls_per_msg"), ".2f"),
-                      _fmt(row.get("sndbuf_eff"), ".0f"), note, style="red" if row.get("error") else None)
+                      _fmt(row.get("sndbuf_eff"), ".0f"), note,
+                      style="red" if row.get("error") else None)
     return table
 
 
