@@ -51,6 +51,23 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """Rebuild results/report from the committed runs (posargs: RUN... [--out DIR])."""
+    session.install("-e", ".")
+    session.run("flushbench", "report", *(session.posargs or ["results", "--out",
+                                                              "results/report"]))
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """nox -s compare -- RUN_A RUN_B [RUN_C ...] [--out DIR]"""
+    session.install("-e", ".")
+    if len(session.posargs) < 2:
+        session.error("usage: nox -s compare -- RUN_A RUN_B [...] [--out DIR]")
+    session.run("flushbench", "compare", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the sources and tests."""
     session.install("ruff")

@@ -36,8 +36,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="flushbench", description=__doc__.splitlines()[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="flushbench", description="How should a Python program write "
+                           "to a TCP socket? Measure the send paths and socket options.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=OneLineParser)
@@ -71,6 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true",
                      help="build the run's report in RUN/report when it finishes")
 
+    cal = sub.add_parser("calibrate", help="flushbench beside iperf3 and sockperf, same session")
+    cal.add_argument("--sizes", default="131072", help="stream sizes, comma-separated bytes "
+                     "(default: 131072)")
+    cal.add_argument("--rr-size", type=_positive, default=64, help="ping-pong size (default 64)")
+    cal.add_argument("--seconds", type=float, default=3.0, help="seconds per tool run")
+    cal.add_argument("--out", type=Path, help="run directory")
+    cal.add_argument("--link", metavar="SPEC", help="calibrate over emulated hosts (root)")
+    cal.add_argument("--peer", action="append", default=[], help=argparse.SUPPRESS)
+    cal.add_argument("--machine", help="machine id for the results folder")
+    cal.add_argument("--pin", type=_pin, default={}, metavar="client=N,peer=M")
+    cal.add_argument("--quiet", action="store_true")
+
+    # report and compare pull in matplotlib and scipy (over a second): their arguments are
+    # added only when one of them is the command
+    for name, text in (("report", "build the HTML/Markdown report of stored runs"),
+                       ("compare", "compare stored runs (the first is the reference)")):
+        sub_parser = sub.add_parser(name, help=text)
+        if name == command:
+            import importlib
+
+            importlib.import_module(f"flushbench.{name}").add_arguments(sub_parser)
     sub.add_parser("list", help="list strategies, workloads and suites")
 
     show = sub.add_parser("show", help="print a stored run as a terminal table")
@@ -185,11 +207,49 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show}
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import console as ui
+    from .calibrate import INSTALL_HINT, calibrate, tool_status
+    from .runner import RunOptions
+
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x]
+    except ValueError:
+        raise UsageError(f"--sizes {args.sizes!r}: expected bytes, e.g. 1024,131072") from None
+    if not sizes or min(sizes) < 8:
+        raise UsageError(f"--sizes {args.sizes!r}: each size must be >= 8 bytes")
+    missing = [name for name, path in tool_status().items() if not path]
+    if missing:
+        ui.console.print(f"{' and '.join(missing)} not found: only flushbench's side will be "
+                         f"measured; install with: {INSTALL_HINT}", highlight=False)
+    opts = RunOptions(out=args.out, machine=args.machine, pin=args.pin, quiet=args.quiet,
+                      link=args.link, peers=args.peer)
+    run_dir, table = calibrate(opts, sizes, args.rr_size, args.seconds,
+                               lambda suite, plan: ui.RunProgress(suite, plan, args.quiet))
+    ui.console.print(ui.calibration_table(table, title=f"harness ceiling: {run_dir}"))
+    print(run_dir)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    return report.main(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare
+
+    return compare.main(args)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "calibrate": cmd_calibrate,
+            "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -112,3 +112,14 @@ def quality_warnings(frame: pd.DataFrame) -> list[str]:
     if len(failed):
         lines.append(f"{len(failed)} case(s) failed; see the note column.")
     return lines
+
+
+def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
+    table = Table(title=title, header_style="bold")
+    for name in ("metric", "flushbench", "reference", "tool", "ratio", "case"):
+        table.add_column(name, justify="left" if name in ("metric", "tool", "case") else "right")
+    for row in frame.to_dict("records"):
+        table.add_row(row["metric"], _fmt(row["flushbench"], ".2f"),
+                      _fmt(row["reference"], ".2f"), row["tool"], _fmt(row["ratio"], ".3f"),
+                      row["case"])
+    return table
