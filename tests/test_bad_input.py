@@ -44,7 +44,7 @@ def a_run(tmp_path: Path) -> Path:
 
 CASES = {
     "unknown suite": (["run", "--suite", "nope"], "flushbench: error: unknown suite 'nope'; "
-                      "expected a .toml file or one of: full, quick, smoke"),
+                      "expected a .toml file or one of: full, quick, smoke, wan"),
     "unknown option": (["run", "--bogus"],
                        "flushbench: error: unrecognized arguments: --bogus "
                        "(see 'flushbench --help')"),

@@ -142,6 +142,7 @@ def test_async_strategy_delivers_exact_bytes(name: str, pair: str) -> None:
         for m in msgs:
             await strat.send_message(m)
         strat.writer.close()  # type: ignore[attr-defined]
+        await strat.writer.wait_closed()  # type: ignore[attr-defined]  # flushes the buffer
         return strat
 
     try:
