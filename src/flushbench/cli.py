@@ -87,7 +87,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     # report and compare pull in matplotlib and scipy (over a second): their arguments are
     # added only when one of them is the command
     for name, text in (("report", "build the HTML/Markdown report of stored runs"),
-                       ("compare", "compare stored runs (the first is the reference)")):
+                       ("compare", "compare stored runs (the first is the reference)"),
+                       ("netlab", "emulated hosts by hand: up | down | status (root)")):
         sub_parser = sub.add_parser(name, help=text)
         if name == command:
             import importlib
@@ -124,9 +125,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .results import read_meta
 
         suite = prepare_suite(opts, read_meta(args.resume) if args.resume else None)
+        rtt = 0.0
+        if args.link:
+            from .linkspec import LinkSpec
+
+            rtt = LinkSpec.parse(args.link).rtt_s
         total = 0.0
         for case in suite.cases:
-            est = estimate_case_s(case, suite)
+            est = estimate_case_s(case, suite, rtt)
             total += est
             print(f"{case.id}\t~{est:.1f} s")
         print(f"{len(suite.cases)} cases, estimated {total / 60:.1f} min "
@@ -237,6 +243,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report.main(args)
 
 
+def cmd_netlab(args: argparse.Namespace) -> int:
+    from . import netlab
+
+    return netlab.main(args)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import compare
 
@@ -244,7 +256,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "calibrate": cmd_calibrate,
-            "report": cmd_report, "compare": cmd_compare}
+            "report": cmd_report, "compare": cmd_compare, "netlab": cmd_netlab}
 
 
 def main(argv: list[str] | None = None) -> int:
