@@ -68,6 +68,16 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the agent's control protocol: FLUSHBENCH_FUZZ_EXAMPLES per target (default 10000)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "--hypothesis-show-statistics", "tests/test_agent_fuzz.py",
+                *session.posargs,
+                env={"FLUSHBENCH_FUZZ_EXAMPLES": os.environ.get("FLUSHBENCH_FUZZ_EXAMPLES",
+                                                                "10000")})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the sources and tests."""
     session.install("ruff")

@@ -88,7 +88,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     # added only when one of them is the command
     for name, text in (("report", "build the HTML/Markdown report of stored runs"),
                        ("compare", "compare stored runs (the first is the reference)"),
-                       ("netlab", "emulated hosts by hand: up | down | status (root)")):
+                       ("netlab", "emulated hosts by hand: up | down | status (root)"),
+                       ("agent", "serve peers to 'flushbench run --peer' from this host")):
         sub_parser = sub.add_parser(name, help=text)
         if name == command:
             import importlib
@@ -243,6 +244,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report.main(args)
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from . import agent
+
+    return agent.main(args)
+
+
 def cmd_netlab(args: argparse.Namespace) -> int:
     from . import netlab
 
@@ -256,7 +263,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "calibrate": cmd_calibrate,
-            "report": cmd_report, "compare": cmd_compare, "netlab": cmd_netlab}
+            "report": cmd_report, "compare": cmd_compare, "netlab": cmd_netlab,
+            "agent": cmd_agent}
 
 
 def main(argv: list[str] | None = None) -> int:

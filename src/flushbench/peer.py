@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import select
@@ -24,10 +25,42 @@ from typing import Any
 
 from . import sockopts, wire
 from .errors import PeerError, ProtocolError, SetupError
+from .faults import Fault
 from .suite import MAX_OPS, MAX_SIZE, WORKLOADS
 
+FAULT = Fault.from_env()  # tests only: see faults.py
 RECV_CHUNK = 1 << 20
 IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle before the peer drops it
+
+
+class ByteBudget:
+    """Bytes the peer process may still move (received + replied) over all its connections.
+
+    Optional (``--max-bytes``): an agent's peer listens on a reachable address, so the bytes a
+    session may push through it are bounded. Charged per timed value, before it starts.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = self.left = limit
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if n > self.left:
+                if self.left:
+                    print(f"peer: byte limit of {self.limit} reached (--max-bytes); refusing "
+                          "further values", file=sys.stderr, flush=True)
+                self.left = 0
+                return False
+            self.left -= n
+            return True
+
+
+def _plain_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address, with an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as plain IPv4."""
+    ip = ipaddress.ip_address(text.split("%", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +92,7 @@ class Job:
                    rcvbuf=num("rcvbuf", 0, 1 << 30))
 
 
-def _serve_connection(conn: socket.socket) -> None:
+def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None) -> None:
     with conn:
         sockopts.set_timeouts(conn, IDLE_TIMEOUT)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
@@ -71,10 +104,12 @@ def _serve_connection(conn: socket.socket) -> None:
             return
         rcvbuf_eff = sockopts.set_rcvbuf(conn, job.rcvbuf)
         wire.send_json(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid()})
-        _serve_values(conn, job)
+        _serve_values(conn, job, budget)
 
 
-def _serve_values(conn: socket.socket, job: Job) -> None:
+def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = None) -> None:
+    fault = FAULT if FAULT and FAULT.matches(job.workload, job.msg_size) else None
+    values = 0
     per_op = job.msg_size * job.batch
     buf = bytearray(max(RECV_CHUNK if job.workload in ("stream", "file") else per_op, 1))
     view = memoryview(buf)
@@ -87,6 +122,12 @@ def _serve_values(conn: socket.socket, job: Job) -> None:
             return
         if magic != wire.GO_MAGIC or not 1 <= n <= MAX_OPS:
             raise ProtocolError(f"bad GO frame {bytes(head)!r}")
+        replied = 0 if job.workload in ("stream", "file") else n * job.reply
+        if budget is not None and not budget.take(n * per_op + replied):
+            raise PeerError("byte limit reached (--max-bytes)")
+        values += 1
+        if fault and values == fault.value:
+            fault.strike(conn)
         conn.sendall(wire.READY)
         cpu0 = time.thread_time_ns()
         if job.workload in ("stream", "file"):
@@ -98,34 +139,54 @@ def _serve_values(conn: socket.socket, job: Job) -> None:
                     raise PeerError("client closed the connection mid-value")
                 left -= k
         else:
-            op_view = view[:per_op]
-            for _ in range(n):
-                wire.recv_into_exact(conn, op_view)
-                conn.sendall(reply)
+            _answer_requests(conn, view[:per_op], reply, n)
         conn.sendall(wire.DONE.pack(n * per_op, time.thread_time_ns() - cpu0))
 
 
-def _handle(conn: socket.socket) -> None:
+def _answer_requests(conn: socket.socket, op_view: memoryview, reply: bytes, n: int) -> None:
+    """Read each request whole, answer it. Its cost is on every measured RTT: keep it lean
+    (one recv_into and one send per request in the common case)."""
+    recv_into, send, want, rlen = conn.recv_into, conn.send, len(op_view), len(reply)
+    for _ in range(n):
+        got = recv_into(op_view)
+        if got != want:
+            if not got:
+                raise PeerError("client closed the connection mid-value")
+            wire.recv_into_exact(conn, op_view[got:])
+        sent = send(reply)
+        if sent != rlen:
+            conn.sendall(reply[sent:])
+
+
+def _handle(conn: socket.socket, budget: ByteBudget | None = None) -> None:
     try:
-        _serve_connection(conn)
+        _serve_connection(conn, budget)
     except (OSError, PeerError):
         pass  # the client went away or broke the protocol: drop this connection only
 
 
-def serve(listener: socket.socket, stop: threading.Event) -> None:
-    """Accept connections until ``stop`` is set; one thread per connection."""
+def serve(listener: socket.socket, stop: threading.Event, budget: ByteBudget | None = None,
+          allow_from: str | None = None) -> None:
+    """Accept connections until ``stop`` is set; one thread per connection.
+
+    ``allow_from``: serve only clients from this IP address (others are closed at once).
+    """
+    allowed = _plain_ip(allow_from) if allow_from else None
     listener.settimeout(0.2)
     while not stop.is_set():
         try:
-            conn, _ = listener.accept()
+            conn, addr = listener.accept()
         except TimeoutError:
             continue
         except OSError:
             if stop.is_set():
                 return
             raise
+        if allowed is not None and _plain_ip(addr[0]) != allowed:
+            conn.close()
+            continue
         conn.settimeout(None)
-        threading.Thread(target=_handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=_handle, args=(conn, budget), daemon=True).start()
 
 
 def bind_listener(host: str, port: int = 0) -> socket.socket:
@@ -146,7 +207,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cpu", type=int, help="pin the peer to this CPU")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="exit after S seconds (agent sessions: a bound if the agent dies)")
+    parser.add_argument("--max-bytes", type=int, metavar="N",
+                        help="refuse values once N bytes (received + replied) have been moved")
+    parser.add_argument("--allow-from", metavar="IP",
+                        help="serve only clients from this address (an agent's session client)")
     args = parser.parse_args(argv)
+    if args.max_seconds is not None and not 0 < args.max_seconds <= 30 * 86400:
+        parser.error("--max-seconds must be in (0, 2592000]")
+    if args.max_bytes is not None and args.max_bytes < 1:
+        parser.error("--max-bytes must be >= 1")
+    if args.allow_from is not None:
+        try:
+            _plain_ip(args.allow_from)
+        except ValueError:
+            parser.error(f"--allow-from {args.allow_from!r} is not an IP address")
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     stop = threading.Event()
@@ -170,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
+    if args.max_seconds is not None:
+        timer = threading.Timer(args.max_seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+    budget = ByteBudget(args.max_bytes) if args.max_bytes is not None else None
     with listener:
-        serve(listener, stop)
+        serve(listener, stop, budget, args.allow_from)
     return 0
 
 
@@ -179,10 +260,18 @@ class PeerProcess:
     """A peer in a child process: started on port 0, ready when it says so, always reaped."""
 
     def __init__(self, bind: str = "127.0.0.1", cpu: int | None = None,
-                 prefix: list[str] | None = None, ready_timeout: float = 20.0) -> None:
+                 prefix: list[str] | None = None, ready_timeout: float = 20.0, *,
+                 max_seconds: float | None = None, max_bytes: int | None = None,
+                 allow_from: str | None = None) -> None:
         argv = [*(prefix or []), sys.executable, "-m", "flushbench.peer", "--bind", bind]
         if cpu is not None:
             argv += ["--cpu", str(cpu)]
+        if max_seconds is not None:
+            argv += ["--max-seconds", repr(float(max_seconds))]
+        if max_bytes is not None:
+            argv += ["--max-bytes", str(int(max_bytes))]
+        if allow_from is not None:
+            argv += ["--allow-from", allow_from]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=_child_env())
         try:

@@ -321,7 +321,8 @@ class Target:
             from .agent_client import RemotePeer, read_token
 
             token = read_token(opts.token_file) if opts.token_file else None
-            remote = stack.enter_context(RemotePeer(self.peer_addr or "", token))
+            remote = stack.enter_context(RemotePeer(self.peer_addr or "", token,
+                                                    cpu=opts.pin.get("peer")))
             return PeerLink(remote.addr, remote.meta, extra={"peer_addr": self.peer_addr})
         prefix: list[str] = []
         link = PeerLink(("", 0), {})

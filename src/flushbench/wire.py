@@ -58,8 +58,8 @@ def encode_json(obj: Any) -> bytes:
 def decode_json(body: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"frame is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError, nesting
+        raise ProtocolError(f"frame is not JSON: {str(exc)[:100]}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("frame is not a JSON object")
     return obj
