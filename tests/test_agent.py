@@ -679,3 +679,40 @@ def test_ssh_agent_with_fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SetupError, match="did not start"):
         SshAgent("localhost", None, command=(sys.executable, "-m", "flushbench.agent"),
                  ssh=str(fake)).start()  # 0.0.0.0 without a token: refused remotely
+
+
+@pytest.mark.slow
+def test_smoke_run_against_two_agents(start_agent: Callable[..., AgentProc],
+                                      tmp_path: Path) -> None:
+    """`run --peer A --peer B` writes one normal run per agent, with that agent's metadata."""
+    import flushbench
+    from test_run import flushbench_cli
+
+    agents = [start_agent(token=TOKEN), start_agent(token=TOKEN)]
+    token = write_token(tmp_path / "client-token")
+    out = tmp_path / "runs" / "smoke"
+    args = ["run", "--suite", "smoke", "--filter", "rr-,wwr-sendall", "--out", str(out),
+            "--token-file", str(token), "--quiet"]
+    for agent in agents:
+        args += ["--peer", agent.addr]
+    proc = flushbench_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert [r.name for r in runs] == sorted(f"smoke-127.0.0.1-{a.port}" for a in agents)
+    for run_dir, agent in zip(runs, sorted(agents, key=lambda a: f"{a.port}")):
+        table = flushbench.load(run_dir)
+        assert len(table) == 3 and (table["error"] == "").all()
+        assert set(table["transport"]) == {"remote"}
+        meta = json.loads((run_dir / "meta.json").read_text())
+        assert meta["transport"] == "remote" and meta["peer"]["hostname"]
+        assert "session ended" in agent.log()
+    for agent in agents:
+        assert wait_gone_peers(agent)
+
+
+def wait_gone_peers(agent: AgentProc, timeout: float = 10.0) -> bool:
+    """True once the agent has no peer child left."""
+    deadline = time.monotonic() + timeout
+    while agent.peers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not agent.peers()

@@ -60,8 +60,9 @@ CASES = {
                        "([Errno 2] No such file or directory: '/no/loops.json')"),
     "missing run": (["show", "/no/such/run"], "flushbench: error: /no/such/run does not exist"),
     "resume with suite": (["run", "--resume", "/tmp", "--suite", "smoke"],
-                          "flushbench: error: --resume takes the suite, filters and directory "
-                          "of the run it resumes; drop --suite/--filter/--out"),
+                          "flushbench: error: --resume measures the rest as the run it resumes "
+                          "was measured (suite, filters, directory, processes, values, loops, "
+                          "pinning, peer); drop the other run options"),
     "bad plugin": (["run", "--strategy-plugin", "nocolon"],
                    "flushbench: error: --strategy-plugin 'nocolon': expected module:Class"),
     "peer and link": (["run", "--peer", "127.0.0.1:1", "--link", "delay=1ms"],

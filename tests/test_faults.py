@@ -31,6 +31,18 @@ workload = "stream"
 strategy = "sendall"
 msg_size = [4096, 65536]
 ops = 2000
+
+[[matrix]]
+workload = "stream"
+strategy = "asyncio"
+msg_size = 32768
+ops = 2000
+
+[[matrix]]
+workload = "file"
+strategy = "sendfile"
+msg_size = 1048576
+ops = 100
 """
 
 # (fault spec, victim case, the reason the table must give)
@@ -39,6 +51,12 @@ FAULTS = {
               ("the peer closed the connection", "the peer reset the connection")),
     "stall": ("stall:stream:65536:3", "stream-sendall-s64K-p2-nd0-sbauto-loopback",
               ("no progress for 2 s",)),
+    # asyncio makes the socket non-blocking and socket.sendfile() would select() forever:
+    # both must still be bounded
+    "stall-asyncio": ("stall:stream:32768:3", "stream-asyncio-s32K-p2-nd0-sbauto-loopback",
+                      ("no progress for 2 s",)),
+    "stall-sendfile": ("stall:file:1048576:3", "file-sendfile-s1M-nd0-sbauto-loopback",
+                       ("no progress for 2 s",)),
     "reset": ("reset:rr:200:3", "rr-sendall-s200-p2-nd1-sbauto-loopback",
               ("the peer reset the connection", "the peer closed the connection")),
 }
@@ -55,9 +73,9 @@ def test_a_fault_fails_only_its_case(kind: str, tmp_path: Path) -> None:
     proc = flushbench_cli("run", "--suite", str(suite), "--out", str(out), "--quiet",
                           env={"FLUSHBENCH_PEER_FAULT": spec}, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert "1 of 5 case(s) failed" in proc.stderr
+    assert "1 of 7 case(s) failed" in proc.stderr
     frame = flushbench.load(out).set_index("case")
-    assert len(frame) == 5
+    assert len(frame) == 7
     failed = frame[frame["error"] != ""]
     assert list(failed.index) == [victim]
     assert any(r in failed.loc[victim, "error"] for r in reasons), failed.loc[victim, "error"]

@@ -78,6 +78,8 @@ def test_reply_defaults_follow_the_workload() -> None:
     ("[suite]\nspeed=1\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
      "unknown key 'speed'"),
     ("[suite]\nname='x'", "needs at least one [[matrix]]"),
+    ("[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64\nbatch=4",
+     "batch is for the pipeline workload"),
     ("[[matrix]\nbroken", "is not valid TOML"),
 ])
 def test_bad_suites_fail_with_one_line(text: str, message: str) -> None:

@@ -37,6 +37,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def whole_seconds(seconds: float) -> int:
+    """iperf3 and sockperf take whole seconds (iperf3 -t 0 would run forever)."""
+    return max(1, round(seconds))
+
+
 def tool_status() -> dict[str, str | None]:
     return {name: shutil.which(name) for name in ("iperf3", "sockperf")}
 
@@ -87,9 +92,12 @@ def iperf3(size: int, seconds: float, place: Place) -> float:
     port = free_port()
     # no -1: the readiness probe would use up the one test a -1 server takes
     with server(["iperf3", "-s", "-B", place.host, "-p", str(port)], port, place):
-        out = subprocess.run([*place.client_prefix, "iperf3", "-c", place.host, "-p", str(port),
-                              "-l", str(size), "-t", str(seconds), "-J"], capture_output=True,
-                             text=True, timeout=seconds + 30)
+        try:
+            out = subprocess.run([*place.client_prefix, "iperf3", "-c", place.host, "-p",
+                                  str(port), "-l", str(size), "-t", str(whole_seconds(seconds)),
+                                  "-J"], capture_output=True, text=True, timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            raise SetupError(f"iperf3 did not finish within {seconds + 30:.0f} s") from None
     try:
         return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"])
     except (ValueError, KeyError) as exc:
@@ -103,10 +111,13 @@ def sockperf(size: int, seconds: float, place: Place) -> dict[str, float]:
     """sockperf ping-pong full-RTT percentiles (µs) for ``size``-byte messages over TCP."""
     port = free_port()
     with server(["sockperf", "server", "-i", place.host, "-p", str(port), "--tcp"], port, place):
-        out = subprocess.run([*place.client_prefix, "sockperf", "ping-pong", "-i", place.host,
-                              "-p", str(port), "--tcp", "-m", str(size), "-t",
-                              str(max(1, round(seconds))), "--full-rtt"],
-                             capture_output=True, text=True, timeout=seconds + 30)
+        try:
+            out = subprocess.run([*place.client_prefix, "sockperf", "ping-pong", "-i",
+                                  place.host, "-p", str(port), "--tcp", "-m", str(size), "-t",
+                                  str(whole_seconds(seconds)), "--full-rtt"],
+                                 capture_output=True, text=True, timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            raise SetupError(f"sockperf did not finish within {seconds + 30:.0f} s") from None
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
     pct = {float(q): float(v) for q, v in _PCT.findall(text)}
     if 50.0 not in pct:

@@ -113,9 +113,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import console as ui
     from .runner import RunOptions, estimate_case_s, prepare_suite, run
 
-    if args.resume and (args.out or args.filter or args.suite != "quick"):
-        raise UsageError("--resume takes the suite, filters and directory of the run it "
-                         "resumes; drop --suite/--filter/--out")
+    if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
+                        or args.processes or args.values or args.loops_file or args.pin
+                        or args.peer or args.link):
+        raise UsageError("--resume measures the rest as the run it resumes was measured "
+                         "(suite, filters, directory, processes, values, loops, pinning, peer); "
+                         "drop the other run options")
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
                       machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,

@@ -57,7 +57,9 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
     total_msgs, total_bytes = msgs.sum(), float(sum(v["bytes"] for v in values))
     total_s = elapsed_s.sum()
     per_value_rate = msgs / elapsed_s
-    gb = total_bytes / 1e9
+    # CPU is spent on both directions: per GB moved (request + reply bytes)
+    gb = (total_bytes + sum(v.get("reply_bytes", 0) for v in values)) / 1e9
+    segs = [v["segs"] for v in values]
     row = case_row(case)
     row.update({
         "msgs_per_s": total_msgs / total_s,
@@ -66,7 +68,7 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
         if len(values) > 1 else 0.0,
         "lat_samples": int(lat.size),
         "send_calls_per_msg": sum(v["calls"] for v in values) / total_msgs,
-        "segs_per_msg": sum(v["segs"] for v in values) / total_msgs,
+        "segs_per_msg": sum(segs) / total_msgs if None not in segs else None,
         "retrans": int(sum(v["retrans"] for v in values)),
         "rtt_us": effective.get("rtt_us"),
         "cpu_s_per_gb_client": sum(v["cpu_client_ns"] for v in values) / 1e9 / gb,

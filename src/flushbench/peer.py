@@ -87,9 +87,12 @@ class Job:
                 raise ProtocolError(f"{key} must be an integer in [{lo}, {hi}], got {value!r}")
             return value
 
-        return cls(workload=hello["workload"], msg_size=num("msg_size", 1, MAX_SIZE),
-                   reply=num("reply", 0, MAX_SIZE), batch=num("batch", 1, 4096),
-                   rcvbuf=num("rcvbuf", 0, 1 << 30))
+        job = cls(workload=hello["workload"], msg_size=num("msg_size", 1, MAX_SIZE),
+                  reply=num("reply", 0, MAX_SIZE), batch=num("batch", 1, 4096),
+                  rcvbuf=num("rcvbuf", 0, 1 << 30))
+        if job.msg_size * job.batch > MAX_SIZE:
+            raise ProtocolError(f"msg_size x batch must be <= {MAX_SIZE}")
+        return job
 
 
 def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None) -> None:

@@ -40,7 +40,7 @@ METRIC_COLUMNS = [
     "segs_per_msg",  # data segments sent per message (TCP_INFO tcpi_data_segs_out)
     "retrans",  # tcpi_total_retrans over the timed values
     "rtt_us",  # tcpi_rtt at the end of the case
-    "cpu_s_per_gb_client", "cpu_s_per_gb_peer",
+    "cpu_s_per_gb_client", "cpu_s_per_gb_peer",  # CPU seconds per GB moved, both directions
     "nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff",
     "opt_mismatch",  # empty when every option reads back as requested
     "msgs", "bytes", "values", "loops", "duration_s",

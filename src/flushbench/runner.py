@@ -110,7 +110,11 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         except UsageError as exc:
             raise UsageError(f"{suite.path or 'suite ' + suite.name}: {case.id}: {exc}") from None
     changes: dict[str, Any] = {}
-    if opts.fast:  # fewer processes and values: rough answers, quickly
+    if meta is not None:  # resume: measure the rest exactly as the run measured the start
+        saved = meta.get("pyperf", {})
+        changes.update({k: saved[k] for k in ("processes", "values", "warmups", "timeout",
+                                              "value_time") if k in saved})
+    elif opts.fast:  # fewer processes and values: rough answers, quickly
         changes.update(processes=1, values=max(2, suite.values // 2),
                        value_time=suite.value_time / 2)
     if opts.processes:
@@ -171,6 +175,7 @@ class Manager:
         self.parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=writer.dir))
         self.plan_file = self.parts / "plan.txt"
         self.current: Case | None = None
+        self.pending_bench: pyperf.Benchmark | None = None
         self.pyperf_suite: pyperf.BenchmarkSuite | None = None
         pyperf_file = writer.dir / "pyperf.json"
         if pyperf_file.exists():
@@ -181,9 +186,11 @@ class Manager:
             argv += ["--inherit-environ", opts.inherit_environ]
         if "client" in opts.pin:
             argv += ["--affinity", str(opts.pin["client"])]
-        self.runner = pyperf.Runner(program_args=("-m", "flushbench.worker"),
-                                    add_cmdline_args=self._worker_cmdline)
-        self.runner.parse_args(argv)
+        self.runner = shared_runner(argv)
+        # pyperf allows one Runner per process; a run against several peers reuses it, so
+        # point it at this manager and forget the previous run's benchmark names
+        self.runner._add_cmdline_args = self._worker_cmdline
+        self.runner._bench_names = set()
 
     def _worker_cmdline(self, cmd: list[str], args: Any) -> None:
         case = self.current
@@ -223,6 +230,8 @@ class Manager:
                     break
                 used_loops[case.id] = self.loops_for(case)
                 self.writer.add_case(row, samples)
+                if not row.get("error"):  # after the row: a resumed run re-runs a rowless case
+                    self._add_pyperf(self.pending_bench)
                 outcome.failed += bool(row.get("error"))
                 if row.get("error") and self.link.revive:
                     self.link.revive()
@@ -253,7 +262,7 @@ class Manager:
             if state["interrupted"]:
                 return collect.failed_row(case, "interrupted"), None
             return collect.failed_row(case, self._reason(case, exc, captured.getvalue())), None
-        self._add_pyperf(bench)
+        self.pending_bench = bench
         return row, samples
 
     def _reason(self, case: Case, exc: BaseException, output: str) -> str:
@@ -268,12 +277,8 @@ class Manager:
         return detail or f"{type(exc).__name__}: {exc}"
 
     def _add_pyperf(self, bench: pyperf.Benchmark) -> None:
-        if self.pyperf_suite is None:
-            self.pyperf_suite = pyperf.BenchmarkSuite([bench])
-        else:
-            with contextlib.suppress(KeyError):
-                self.pyperf_suite._convert_exclude_benchmark([bench.get_name()])
-            self.pyperf_suite.add_benchmark(bench)
+        kept = [b for b in (self.pyperf_suite or []) if b.get_name() != bench.get_name()]
+        self.pyperf_suite = pyperf.BenchmarkSuite([*kept, bench])
         buf = io.StringIO()
         self.pyperf_suite.dump(buf)
         self.writer.write_pyperf(buf.getvalue())
@@ -284,6 +289,18 @@ class Manager:
         old.update(used)
         with atomic_write(path) as fh:
             json.dump(old, fh, indent=1, sort_keys=True)
+
+
+_RUNNER: pyperf.Runner | None = None
+
+
+def shared_runner(argv: list[str]) -> pyperf.Runner:
+    """This process's pyperf Runner (pyperf refuses a second one), created on first use."""
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = pyperf.Runner(program_args=("-m", "flushbench.worker"))
+        _RUNNER.parse_args(argv)
+    return _RUNNER
 
 
 def _not_in_manager(loops: int) -> float:
@@ -401,6 +418,10 @@ def run(opts: RunOptions, progress_factory: Any) -> list[RunOutcome]:
 def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
                progress_factory: Any) -> RunOutcome:
     opts = dataclasses.replace(opts, transport=target.transport)
+    if meta is not None:
+        opts = dataclasses.replace(opts, pin=meta.get("pin") or {},
+                                   loops_file=Path(opts.resume) / "loops.json"
+                                   if (Path(opts.resume) / "loops.json").exists() else None)
     suite = prepare_suite(opts, meta)
     loops = load_loops(opts.loops_file)
     host = collect_host()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import io
+import os
 import shutil
 import socket
 from collections.abc import Sequence
@@ -214,15 +215,25 @@ class MsgMoreStrategy(Strategy):
 
 class SendfileStrategy(Strategy):
     name = "sendfile"
-    summary = "socket.sendfile() from a file (zero-copy os.sendfile on Linux)"
+    summary = "zero-copy os.sendfile() loop from a file, as socket.sendfile() does on Linux"
     workloads = frozenset({"file"})
 
     def send_message(self, parts: Sequence[Buffer]) -> None:
         raise UsageError("sendfile sends files only: use it with the file workload")
 
     def send_file(self, fh: BinaryIO, size: int) -> None:
-        self.sock.sendfile(fh, 0, size)
-        self.calls += 1
+        # The same os.sendfile() calls socket.sendfile() makes on a blocking socket, but a
+        # send timeout (SO_SNDTIMEO) ends it: socket.sendfile() would select() forever.
+        out, src, offset = self.sock.fileno(), fh.fileno(), 0
+        while offset < size:
+            try:
+                sent = os.sendfile(out, src, offset, size - offset)
+            except BlockingIOError:
+                raise TimeoutError("sendfile: no progress within the send timeout") from None
+            if not sent:
+                raise EOFError(f"file ended {size - offset} bytes early")
+            offset += sent
+            self.calls += 1
 
 
 class AsyncStrategy(Strategy):

@@ -90,6 +90,11 @@ class Case:
                  f"(a {HEADER_SIZE}-byte header plus one byte per further part)")
         if self.workload == "wwr":
             need(self.parts >= 2, "wwr writes a header and a body separately: parts must be >= 2")
+        if self.workload != "pipeline":
+            need(self.batch == 1, f"batch is for the pipeline workload; {self.workload} sends "
+                 "one message per operation")
+        need(self.msg_size * self.batch <= MAX_SIZE,
+             f"batch x msg_size must be <= {MAX_SIZE} bytes per operation")
 
     # -- derived -------------------------------------------------------------------------
 

@@ -52,12 +52,13 @@ class ValueStats:
 
     ops: int
     msgs: int
-    bytes: int
+    bytes: int  # sent by the client
+    reply_bytes: int  # sent back by the peer (rr, wwr, pipeline)
     elapsed_ns: int
     cpu_client_ns: int
     cpu_peer_ns: int
     calls: int
-    segs: int
+    segs: int | None  # None where TCP_INFO has no data segment counter
     retrans: int
 
 
@@ -114,11 +115,11 @@ class Session:
 
     def _warm_up(self) -> None:
         """Leave quick-ACK mode and learn the op time, so values can be bounded in time."""
-        done, n, start = 0, 1, time.perf_counter()
+        done, n, start = 0, 1, time.perf_counter()  # n <= len(ts): ops=1 suites are valid
         while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
             self.run_value(n, record=False)
             done += n
-            n = min(n * 2, WARMUP_OPS - done) or 1
+            n = min(n * 2, WARMUP_OPS - done, len(self.ts)) or 1
 
     # -- one timed value ------------------------------------------------------------------
 
@@ -134,7 +135,8 @@ class Session:
         info0 = sockopts.tcp_info(self.sock) if record else {}
         calls0 = self.strategy.calls
         if self.loop is not None:
-            elapsed, cpu, done = self.loop.run_until_complete(self._async_value(n))
+            elapsed, cpu, done = self.loop.run_until_complete(self._bounded(self._async_value(n),
+                                                                            n))
         else:
             elapsed, cpu, done = self._sync_value(n)
         self.est_op_s = elapsed / n / 1e9
@@ -143,14 +145,17 @@ class Session:
             case = self.case
             msgs = n * case.msgs_per_op
             nbytes = n * (case.msg_size if case.workload == "file" else case.msg_size * case.batch)
+            reply_bytes = n * case.reply_size
             peer_bytes, peer_cpu = wire.DONE.unpack(done)
             if peer_bytes != nbytes:
                 raise PeerError(f"the peer confirmed {peer_bytes} bytes, {nbytes} were sent")
             self.values.append(ValueStats(
-                ops=n, msgs=msgs, bytes=nbytes, elapsed_ns=elapsed, cpu_client_ns=cpu,
+                ops=n, msgs=msgs, bytes=nbytes, reply_bytes=reply_bytes, elapsed_ns=elapsed,
+                cpu_client_ns=cpu,
                 cpu_peer_ns=peer_cpu, calls=self.strategy.calls - calls0,
                 # minus the GO frame, which is one data segment of its own
-                segs=info1.get("data_segs_out", 0) - info0.get("data_segs_out", 0) - 1,
+                segs=info1["data_segs_out"] - info0["data_segs_out"] - 1
+                if "data_segs_out" in info1 else None,
                 retrans=info1.get("total_retrans", 0) - info0.get("total_retrans", 0)))
             ts = self.ts
             prev = self._t0
@@ -204,6 +209,14 @@ class Session:
             done = wire.recv_exact(sock, wire.DONE.size)
         return t1 - t0, time.thread_time_ns() - cpu0, done
 
+    async def _bounded(self, coro: Any, n: int) -> Any:
+        """asyncio made the socket non-blocking, so kernel timeouts no longer bound it."""
+        limit = self.io_timeout + 10 * n * max(self.est_op_s, 1e-6)
+        try:
+            return await asyncio.wait_for(coro, limit)
+        except asyncio.TimeoutError:  # not TimeoutError itself before Python 3.11
+            raise TimeoutError(f"asyncio value made no progress within {limit:.1f} s") from None
+
     async def _async_value(self, n: int) -> tuple[int, int, bytes]:
         case, ts = self.case, self.ts
         strat = self.strategy
@@ -223,6 +236,7 @@ class Session:
                 else:
                     await send(parts)
                 ts[i] = pc()
+            await _flush_transport(writer)
             self._push_tail()
             done = await reader.readexactly(wire.DONE.size)
             t1 = pc()
@@ -268,7 +282,8 @@ class Session:
                 if writer is not None:
                     writer.write(wire.BYE)
                     writer.close()
-                    self.loop.run_until_complete(_quiet(writer.wait_closed()))
+                    self.loop.run_until_complete(_quiet(asyncio.wait_for(writer.wait_closed(),
+                                                                         5)))
             elif sock is not None:
                 if strategy is not None:
                     strategy.close()
@@ -291,8 +306,20 @@ class Session:
 async def _quiet(coro: Any) -> None:
     try:
         await coro
-    except (OSError, ConnectionError):
+    except (OSError, ConnectionError, asyncio.TimeoutError):
         pass
+
+
+async def _flush_transport(writer: asyncio.StreamWriter) -> None:
+    """Wait until asyncio's own buffer is empty: drain() returns at the high-water mark."""
+    transport = writer.transport
+    if transport.get_write_buffer_size():
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0)
+        try:
+            await writer.drain()
+        finally:
+            transport.set_write_buffer_limits(high=high, low=low)
 
 
 def _make_file(size: int):
