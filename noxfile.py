@@ -68,6 +68,23 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session
+def perf(session: nox.Session) -> None:
+    """Measure the harness: timed-loop overhead (pyperf), suite wall time, run-to-run agreement.
+
+        nox -s perf                              # all: overhead + wall (smoke, quick) + repeat
+        nox -s perf -- --fast                    # all --fast
+        nox -s perf -- overhead -o FILE [--fast] # one mode; any args of bench/bench_harness.py
+        nox -s perf -- repeat --filter 'stream-*'
+        nox -s perf -- breakdown                 # where the quick suite's wall time goes
+    """
+    session.install("-e", ".")
+    args = list(session.posargs) or ["all"]
+    if args[0].startswith("-"):  # options alone belong to `all`
+        args = ["all", *args]
+    session.run("python", "bench/bench_harness.py", *args)
+
+
+@nox.session
 def fuzz(session: nox.Session) -> None:
     """Fuzz the agent's control protocol: FLUSHBENCH_FUZZ_EXAMPLES per target (default 10000)."""
     session.install("-e", ".[test]")

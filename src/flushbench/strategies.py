@@ -12,14 +12,16 @@ with ``--strategy-plugin module:Class`` or a ``flushbench.strategies`` entry poi
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import io
 import os
 import shutil
 import socket
 from collections.abc import Sequence
-from typing import BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 from .errors import UsageError
 
@@ -248,6 +250,8 @@ class AsyncStrategy(Strategy):
 
     async def open(self) -> None:
         """Wrap the connected socket in asyncio streams (inside the running loop)."""
+        import asyncio  # here: blocking strategies' workers never pay for importing it
+
         self.reader, self.writer = await asyncio.open_connection(sock=self.sock)
 
     async def send_message(self, parts: Sequence[Buffer]) -> None:  # type: ignore[override]
@@ -256,6 +260,8 @@ class AsyncStrategy(Strategy):
     async def send_file(self, fh: BinaryIO, size: int) -> None:  # type: ignore[override]
         assert self.writer is not None
         await self.writer.drain()
+        import asyncio
+
         await asyncio.get_running_loop().sendfile(self.writer.transport, fh, 0, size)
         self.calls += 1
 

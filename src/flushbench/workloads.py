@@ -9,18 +9,32 @@ array; latencies are the differences, so percentiles come from real samples.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import tempfile
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import sockopts, strategies, wire
 from .errors import PeerError, SetupError
 from .suite import HEADER_SIZE, Case
+
+if TYPE_CHECKING:
+    import asyncio
+
+
+class _LazyAio:
+    """flushbench.aioloops, imported on first use: asyncio costs ~20 ms per worker start."""
+
+    def __getattr__(self, name: str) -> Any:
+        from . import aioloops as module
+
+        return getattr(module, name)
+
+
+aioloops: Any = _LazyAio()
 
 perf_counter_ns = time.perf_counter_ns
 WARMUP_OPS = 64  # operations on a fresh connection before the first value (leaves quick-ACK)
@@ -108,7 +122,7 @@ class Session:
         self.strategy = strategies.get(case.strategy)(sock, case.buffer)
         self.loop: asyncio.AbstractEventLoop | None = None
         if self.strategy.is_async:
-            self.loop = asyncio.new_event_loop()
+            self.loop = aioloops.new_loop()
             self.loop.run_until_complete(self.strategy.open())  # type: ignore[attr-defined]
         sockopts.apply(sock, self.opts)  # after asyncio, which turns TCP_NODELAY on
         self._warm_up()
@@ -119,7 +133,9 @@ class Session:
         while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
             self.run_value(n, record=False)
             done += n
-            n = min(n * 2, WARMUP_OPS - done, len(self.ts)) or 1
+            left = WARMUP_TIME - (time.perf_counter() - start)
+            by_time = int(left / self.est_op_s) if self.est_op_s > 0 else n * 2
+            n = max(1, min(n * 2, WARMUP_OPS - done, len(self.ts), by_time))
 
     # -- one timed value ------------------------------------------------------------------
 
@@ -135,8 +151,7 @@ class Session:
         info0 = sockopts.tcp_info(self.sock) if record else {}
         calls0 = self.strategy.calls
         if self.loop is not None:
-            elapsed, cpu, done = self.loop.run_until_complete(self._bounded(self._async_value(n),
-                                                                            n))
+            elapsed, cpu, done = self.loop.run_until_complete(aioloops.bounded(self, n))
         else:
             elapsed, cpu, done = self._sync_value(n)
         self.est_op_s = elapsed / n / 1e9
@@ -209,48 +224,6 @@ class Session:
             done = wire.recv_exact(sock, wire.DONE.size)
         return t1 - t0, time.thread_time_ns() - cpu0, done
 
-    async def _bounded(self, coro: Any, n: int) -> Any:
-        """asyncio made the socket non-blocking, so kernel timeouts no longer bound it."""
-        limit = self.io_timeout + 10 * n * max(self.est_op_s, 1e-6)
-        try:
-            return await asyncio.wait_for(coro, limit)
-        except asyncio.TimeoutError:  # not TimeoutError itself before Python 3.11
-            raise TimeoutError(f"asyncio value made no progress within {limit:.1f} s") from None
-
-    async def _async_value(self, n: int) -> tuple[int, int, bytes]:
-        case, ts = self.case, self.ts
-        strat = self.strategy
-        reader, writer = strat.reader, strat.writer  # type: ignore[attr-defined]
-        send, parts = strat.send_message, self.parts
-        writer.write(wire.pack_go(n))
-        await writer.drain()
-        if await reader.readexactly(1) != wire.READY:
-            raise PeerError("the peer did not answer GO")
-        pc = perf_counter_ns
-        cpu0 = time.thread_time_ns()
-        t0 = self._t0 = pc()
-        if case.workload in ("stream", "file"):
-            for i in range(n):
-                if case.workload == "file":
-                    await strat.send_file(self.file, case.msg_size)  # type: ignore[misc]
-                else:
-                    await send(parts)
-                ts[i] = pc()
-            await _flush_transport(writer)
-            self._push_tail()
-            done = await reader.readexactly(wire.DONE.size)
-            t1 = pc()
-        else:
-            want, readexactly = len(self.reply), reader.readexactly
-            for i in range(n):
-                for _ in range(case.batch):
-                    await send(parts)
-                await readexactly(want)
-                ts[i] = pc()
-            t1 = pc()
-            done = await reader.readexactly(wire.DONE.size)
-        return t1 - t0, time.thread_time_ns() - cpu0, done
-
     def _push_tail(self) -> None:
         """End of a one-way value: send what Nagle still holds back.
 
@@ -278,12 +251,7 @@ class Session:
         try:
             strategy = getattr(self, "strategy", None)
             if strategy is not None and self.loop is not None:
-                writer = strategy.writer  # type: ignore[attr-defined]
-                if writer is not None:
-                    writer.write(wire.BYE)
-                    writer.close()
-                    self.loop.run_until_complete(_quiet(asyncio.wait_for(writer.wait_closed(),
-                                                                         5)))
+                aioloops.close(self.loop, strategy)
             elif sock is not None:
                 if strategy is not None:
                     strategy.close()
@@ -301,25 +269,6 @@ class Session:
         if self.file is not None:
             self.file.close()
             self.file = None
-
-
-async def _quiet(coro: Any) -> None:
-    try:
-        await coro
-    except (OSError, ConnectionError, asyncio.TimeoutError):
-        pass
-
-
-async def _flush_transport(writer: asyncio.StreamWriter) -> None:
-    """Wait until asyncio's own buffer is empty: drain() returns at the high-water mark."""
-    transport = writer.transport
-    if transport.get_write_buffer_size():
-        low, high = transport.get_write_buffer_limits()
-        transport.set_write_buffer_limits(high=0)
-        try:
-            await writer.drain()
-        finally:
-            transport.set_write_buffer_limits(high=high, low=low)
 
 
 def _make_file(size: int):
