@@ -75,6 +75,26 @@ def _overview(runs: list[StoredRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ceiling(doc: Doc, meta: dict[str, Any]) -> None:
+    """The harness ceiling: flushbench beside iperf3 / sockperf (runs made by calibrate)."""
+    cal = meta.get("calibration")
+    if not cal:
+        return
+    doc.heading(3, "Harness ceiling")
+    rows = pd.DataFrame(cal.get("ratios") or [])
+    if rows.empty:
+        doc.note(f"No reference tool was installed ({cal.get('install_hint', '')}).")
+        return
+    rows = rows.assign(flushbench=rows["flushbench"].map(lambda v: f"{v:.2f}"),
+                       reference=rows["reference"].map(lambda v: f"{v:.2f}"),
+                       ratio=rows["ratio"].map(lambda v: f"{v:.3f}"),
+                       case=rows["case"].map(lambda c: f"`{c}`"))
+    doc.table(rows[["metric", "flushbench", "reference", "tool", "ratio", "case"]])
+    doc.note(f"Reference = the mean of the tool's runs before and after flushbench's cases, "
+             f"{cal.get('seconds', '?')} s each, in the same session (flushbench calibrate). "
+             "flushbench's figure is its best strategy's.")
+
+
 def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     meta = run.meta
     doc.heading(2, run.label)
@@ -94,6 +114,7 @@ def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     if not settings.empty:
         doc.table(settings, collapse_after=1, summary="kernel settings and interfaces")
     _quality(doc, run)
+    _ceiling(doc, meta)
     doc.heading(3, "Recommendations")
     recs = recommend.recommendations(run)
     if recs.empty:
