@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from flushbench import netlab, netns
+from flushbench import netlab, netlab_cli, netns
 from flushbench.delayline import Direction, backlog_cap
 from flushbench.errors import SetupError, UsageError
 from flushbench.netlab import LinkSpec, Netlab, check_support, enter_netns, profiles
@@ -438,9 +438,9 @@ def test_sigkill_then_cleanup_stale(root: None, owner: tuple) -> None:
 def test_cli_up_status_down(root: None, capsys: pytest.CaptureFixture[str]) -> None:
     """netlab up makes a persistent lab, status lists it, down removes it and its relay."""
     parser = argparse.ArgumentParser()
-    netlab.add_arguments(parser)
+    netlab_cli.add_arguments(parser)
     name = f"t{os.getpid() % 100000}"
-    assert netlab.main(parser.parse_args(["up", "--link", "delay=2ms", "--name", name])) == 0
+    assert netlab_cli.main(parser.parse_args(["up", "--link", "delay=2ms", "--name", name])) == 0
     try:
         out = capsys.readouterr().out
         assert f"fb-{name}-cli" in out and f"fb-{name}-srv" in out
@@ -448,12 +448,12 @@ def test_cli_up_status_down(root: None, capsys: pytest.CaptureFixture[str]) -> N
         inodes = [_net_inode(state[k]) for k in ("client_ns", "server_ns")]
         assert state["alive"] and netns.start_time(state["relay_pid"]) is not None
         Netlab.cleanup_stale()  # a live persistent lab is not stale
-        assert netlab.main(parser.parse_args(["status"])) == 0
+        assert netlab_cli.main(parser.parse_args(["status"])) == 0
         assert f"fb-{name}" in capsys.readouterr().out
         with pytest.raises(UsageError, match="already exists"):
             Netlab("none", name).start()
     finally:
-        assert netlab.main(parser.parse_args(["down", f"fb-{name}"])) == 0
+        assert netlab_cli.main(parser.parse_args(["down", f"fb-{name}"])) == 0
     _assert_gone([state["client_ns"], state["server_ns"]], inodes, [state["relay_pid"]])
     with pytest.raises(UsageError, match="no lab named"):
-        netlab.main(parser.parse_args(["down", f"fb-{name}"]))
+        netlab_cli.main(parser.parse_args(["down", f"fb-{name}"]))

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from . import agentproto as proto
-from . import wire
+from . import procs, wire
 from .agentproto import Closed, Refused, read_token
 from .errors import FlushbenchError, PeerError, ProtocolError, SetupError, UsageError
 
@@ -258,12 +258,7 @@ class SshAgent:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                procs.stop(proc)
             with contextlib.suppress(OSError):
                 if proc.stdout:
                     proc.stdout.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import procs
 from .errors import SetupError, UsageError
 from .results import atomic_write, load, read_meta, write_json
 
@@ -79,12 +80,7 @@ def server(argv: list[str], port: int, place: Place) -> Iterator[None]:
             time.sleep(0.05)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        procs.stop(proc)
 
 
 def iperf3(size: int, seconds: float, place: Place) -> float:

@@ -94,7 +94,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:
             import importlib
 
-            importlib.import_module(f"flushbench.{name}").add_arguments(sub_parser)
+            module = "netlab_cli" if name == "netlab" else name
+            importlib.import_module(f"flushbench.{module}").add_arguments(sub_parser)
     sub.add_parser("list", help="list strategies, workloads and suites")
 
     show = sub.add_parser("show", help="print a stored run as a terminal table")
@@ -254,9 +255,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_netlab(args: argparse.Namespace) -> int:
-    from . import netlab
+    from . import netlab_cli
 
-    return netlab.main(args)
+    return netlab_cli.main(args)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -284,11 +285,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
-    finally:
-        # The work is done (or stopped cleanly): a late Ctrl-C must not turn the exit into a
-        # traceback during interpreter shutdown.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def entry() -> None:
+    """The console script and ``python -m flushbench``: main(), then exit."""
+    code = main()
+    # The work is done (or stopped cleanly): a late Ctrl-C must not turn the exit into a
+    # traceback during interpreter shutdown. Only here, never in main(): a caller that
+    # runs main() in-process would pass an ignored SIGINT on to every child it starts.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -53,8 +53,8 @@ from .netns import (
     tool,
 )
 
-__all__ = ["LinkSpec", "Netlab", "add_arguments", "check_support", "cleanup_stale", "destroy",
-           "enter_netns", "in_netns", "list_labs", "main", "netns_socket", "profiles"]
+__all__ = ["LinkSpec", "Netlab", "check_support", "cleanup_stale", "destroy", "enter_netns",
+           "in_netns", "list_labs", "netns_socket", "profiles"]
 
 STATE_DIR = Path("/run/flushbench")
 PREFIX = "fb-"
@@ -416,47 +416,3 @@ class Netlab:
     cleanup_stale = staticmethod(cleanup_stale)
     destroy = staticmethod(destroy)
     list_labs = staticmethod(list_labs)
-
-
-# --------------------------------------------------------------------------------- CLI
-
-def add_arguments(parser: Any) -> None:
-    """Add ``up``, ``down`` and ``status`` to the ``flushbench netlab`` parser."""
-    sub = parser.add_subparsers(dest="netlab_command", required=True, metavar="up|down|status")
-    up = sub.add_parser("up", help="create a lab that persists until 'down'")
-    up.add_argument("--link", default="none", help="rate=100mbit,delay=10ms,jitter=1ms,"
-                    f"loss=0.1%%,mtu=1500 or a profile ({', '.join(profiles())})")
-    up.add_argument("--name", default=None, help="lab name (fb-NAME); default fb-N")
-    down = sub.add_parser("down", help="tear down a lab, or all of them")
-    down.add_argument("name", nargs="?", help="lab name, e.g. fb-0")
-    down.add_argument("--all", action="store_true", help="every lab and fb- namespace")
-    sub.add_parser("status", help="list the labs")
-
-
-def main(args: Any) -> int:
-    """Run one ``flushbench netlab`` command; errors are raised as FlushbenchError."""
-    if args.netlab_command == "up":
-        lab = Netlab(args.link, args.name, persistent=True).start()
-        lab.detach()
-        print("\n".join(lab.describe()))
-    elif args.netlab_command == "down":
-        if args.all == bool(args.name):
-            raise UsageError("netlab down: give a lab name (see 'netlab status') or --all")
-        check_support()
-        if args.all:
-            for state in _read_states():
-                _destroy(state)
-            cleanup_stale()
-        elif not destroy(args.name):
-            raise UsageError(f"no lab named {args.name!r} (see 'flushbench netlab status')")
-    else:
-        labs = list_labs()
-        for s in labs:
-            relay = f" relay {s['relay_pid']}" if s.get("relay_pid") else ""
-            print(f"{s['name']}  {s['link']} via {s['backend']}{relay}  "
-                  f"client {s['client_ns']} {s['client_addr']}  "
-                  f"server {s['server_ns']} {s['server_addr']}"
-                  + ("" if s["alive"] else "  STALE (owner gone; next lab or 'down' removes it)"))
-        if not labs:
-            print("no labs")
-    return 0

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import sockopts, wire
+from . import procs, sockopts, wire
 from .errors import PeerError, ProtocolError, SetupError
 from .faults import Fault
 from .suite import MAX_OPS, MAX_SIZE, WORKLOADS
@@ -307,13 +307,7 @@ class PeerProcess:
 
     def close(self) -> None:
         proc = self.proc
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        procs.stop(proc)
         for stream in (proc.stdin, proc.stdout):
             with contextlib.suppress(OSError):
                 if stream:
