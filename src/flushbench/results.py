@@ -3,7 +3,8 @@
     results/<machine-id>/<run-id>/
         pyperf.json   pyperf BenchmarkSuite, seconds per message
         table.csv     one row per case (COLUMNS below)
-        samples/      <case-id>.npz: per-operation latencies (ns) and per-value rates
+        samples/      <case-id>.npz: lat_ns (per operation, ns), values_s_per_msg (one per
+                      timed pyperf value), ops_per_value
         meta.json     both ends' metadata, suite, versions, schema version
 
 Every file is written to a temporary name, fsynced and renamed, so a crash at any moment
