@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .errors import PeerError
 
 if TYPE_CHECKING:
     from .strategies import Strategy
@@ -46,10 +45,7 @@ async def value(self: Session, n: int) -> tuple[int, int, bytes]:
     send, parts = strat.send_message, self.parts
     writer.write(wire.pack_go(n))
     await writer.drain()
-    answer = await reader.read(1)
-    if answer != wire.READY:
-        raise PeerError("the peer closed the connection" if not answer
-                        else f"the peer answered GO with {answer!r}")
+    wire.check_ready(await reader.read(1))
     pc = perf_counter_ns
     cpu0 = time.thread_time_ns()
     t0 = self._t0 = pc()

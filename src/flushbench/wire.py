@@ -80,6 +80,13 @@ def pack_go(n: int) -> bytes:
     return GO.pack(GO_MAGIC, n)
 
 
+def check_ready(answer: bytes) -> None:
+    """The peer's answer to GO must be READY; an empty one means it closed the connection."""
+    if answer != READY:
+        raise PeerError("the peer closed the connection" if not answer
+                        else f"the peer answered GO with {answer!r}")
+
+
 BYE = GO.pack(BYE_MAGIC, 0)
 
 

@@ -185,10 +185,7 @@ class Session:
         send = self.strategy.send_message
         parts = self.parts
         sock.sendall(wire.pack_go(n))
-        answer = sock.recv(1)
-        if answer != wire.READY:
-            raise PeerError("the peer closed the connection" if not answer
-                            else f"the peer answered GO with {answer!r}")
+        wire.check_ready(sock.recv(1))
         pc = perf_counter_ns
         cpu0 = time.thread_time_ns()
         t0 = self._t0 = pc()
