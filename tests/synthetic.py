@@ -87,6 +87,9 @@ def _sndbuf_eff(case: Case) -> int:
     return max(2 * case.sndbuf, SNDBUF_FLOOR) if case.sndbuf else 2626560
 
 
+HOST_SPEED = 18.0  # the host-speed probe on the synthetic reference machine (M loops/s)
+
+
 def _seconds_per_msg(case: Case, speed: float) -> float:
     calls = 1 if case.strategy in SINGLE_CALL else case.parts
     cost = CALL_COST_S.get(case.strategy, 1e-6) * calls
@@ -116,7 +119,7 @@ def case_data(case: Case, rng: np.random.Generator, speed: float = 1.0, values: 
     row.update(msgs_per_s=msgs_per_s, throughput_bps=msgs_per_s * case.msg_size * 8,
                rate_rsd=float(np.std(1 / vals) / np.mean(1 / vals)), values=values, loops=1,
                msgs=values * 1000, bytes=values * 1000 * case.msg_size, duration_s=1.0,
-               error="", opt_mismatch="")
+               host_speed=HOST_SPEED * speed, error="", opt_mismatch="")
     if case.workload in ("rr", "wwr", "pipeline"):
         ops = np.full(values, lat_samples // values)
         ops[: lat_samples % values] += 1

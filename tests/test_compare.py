@@ -53,6 +53,14 @@ def test_ratios_recover_the_true_speed_up(frame: pd.DataFrame) -> None:
     assert ok["significant"].all() and ok["better"].astype(bool).all()
 
 
+def test_host_speed_ratio_sits_beside_the_workloads(pair: list[Path]) -> None:
+    """The host CPU probe's ratio is reported with the workloads' geometric means."""
+    host = compare.host_speed(open_runs(pair))
+    assert list(host["run"]) == ["beta/r1"]
+    assert host["geomean ratio"].iloc[0] == pytest.approx(SPEED)
+    assert host["cases"].iloc[0] == len(small_cases()) - 1  # failed and one-sided left out
+
+
 def test_cases_in_only_some_runs_are_listed(frame: pd.DataFrame) -> None:
     """A case missing on either side, or failed, keeps a row with its status."""
     status = frame.set_index("key")["status"]

@@ -46,12 +46,14 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     assert set(COLUMNS) <= set(frame.columns)
     assert len(frame) == 6 and (frame["error"] == "").all()
     for col in ("throughput_bps", "msgs_per_s", "lat_p50_us", "lat_p99_us", "segs_per_msg",
-                "send_calls_per_msg", "cpu_s_per_gb_client", "cpu_s_per_gb_peer", "sndbuf_eff"):
+                "send_calls_per_msg", "cpu_s_per_gb_client", "cpu_s_per_gb_peer", "sndbuf_eff",
+                "host_speed"):
         assert frame[col].notna().all() and (frame[col] > 0).all(), col
     meta = json.loads((smoke_run / "meta.json").read_text())
     assert meta["schema_version"] == 1 and meta["suite"]["name"] == "smoke"
     assert "net.ipv4.tcp_wmem" in meta["client"]["sysctls"]
     assert meta["peer"]["python"]
+    assert meta["host_speed_probe"]["cpus"] and meta["host_speed_probe"]["slice_s"] > 0
     suite = pyperf.BenchmarkSuite.load(str(smoke_run / "pyperf.json"))
     assert sorted(suite.get_benchmark_names()) == sorted(frame["case"])
     for bench in suite.get_benchmarks():

@@ -149,6 +149,32 @@ def geomeans(frame: pd.DataFrame) -> pd.DataFrame:
                                        "better if"])
 
 
+def host_speed(runs: Sequence[StoredRun]) -> pd.DataFrame:
+    """Per compared run: the host CPU probe's geometric-mean ratio to the reference.
+
+    Over the cases both runs finished, each case's ``host_speed`` (hostspeed.py) against the
+    reference's; empty when a run predates the probe. A shift here moves every figure, so it
+    is shown beside the workloads' geometric means.
+    """
+    ref = runs[0]
+    base = pd.to_numeric(ref.ok.set_index("case")["host_speed"], errors="coerce").dropna()
+    rows = []
+    for run in runs[1:]:
+        other = pd.to_numeric(run.ok.set_index("case")["host_speed"], errors="coerce").dropna()
+        common = base.index.intersection(other.index)
+        if base.empty or other.empty:
+            continue
+        if len(common):
+            ratios = (other[common] / base[common]).tolist()
+        else:  # different cases (another suite): the runs' own geometric means
+            ratios = [geomean(other.tolist()) / geomean(base.tolist())]
+        rows.append({"run": run.label, "workload": "host CPU (probe)",
+                     "metric": "host_speed", "cases": len(common),
+                     "geomean ratio": geomean(ratios), "significantly better": "–",
+                     "significantly worse": "–", "better if": "–"})
+    return pd.DataFrame(rows)
+
+
 META_FIELDS = [("transport", ("transport",)), ("link", ("link",)), ("suite", ("suite", "name")),
                ("created", ("created",)), ("flushbench", ("flushbench_version",)),
                ("pyperf processes×values", ("pyperf",))]

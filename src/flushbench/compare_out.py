@@ -17,7 +17,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from rich.table import Table
 
 from . import charts
-from .compare import coverage, geomeans, metadata_diff
+from .compare import coverage, geomeans, host_speed, metadata_diff
 from .markup import Doc
 from .results import atomic_write
 from .stored import THROUGHPUT_WORKLOADS, StoredRun, fmt_headline, fmt_ratio, with_keys
@@ -52,8 +52,11 @@ def display(frame: pd.DataFrame, run: str) -> pd.DataFrame:
                                        "95% CI", "p", "verdict"])
 
 
-def _geo_display(frame: pd.DataFrame) -> pd.DataFrame:
+def _geo_display(frame: pd.DataFrame, runs: Sequence[StoredRun]) -> pd.DataFrame:
     geo = geomeans(frame)
+    host = host_speed(runs)
+    if not host.empty:
+        geo = pd.concat([geo, host], ignore_index=True)
     geo["geomean ratio"] = geo["geomean ratio"].map(fmt_ratio)
     return geo
 
@@ -72,7 +75,7 @@ def terminal(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Any]:
         for _, r in shown.iterrows():
             table.add_row(*map(str, r), style=styles.get(r["verdict"][:1]))
         out.append(table)
-    for title, data in (("geometric mean per workload", _geo_display(frame)),
+    for title, data in (("geometric mean per workload", _geo_display(frame, runs)),
                         ("what differs between the runs", _meta_display(runs, True)),
                         ("cases not in every run (or failed)", coverage(frame))):
         if data.empty:
@@ -104,7 +107,12 @@ def add_sections(doc: Doc, runs: Sequence[StoredRun], frame: pd.DataFrame, chart
              "higher is better; p50 latency for rr, wwr and pipeline: lower is better); a case "
              "is significant when its 95 % interval excludes 1.")
     doc.heading(level + 1, "Geometric mean per workload")
-    doc.table(_geo_display(frame))
+    doc.table(_geo_display(frame, runs))
+    if not host_speed(runs).empty:
+        doc.note("host CPU (probe): the same pure-Python loop timed on the benchmark's CPUs "
+                 "around every case. On shared or virtual machines the CPU's own speed "
+                 "drifts; a workload ratio close to the host's moved with the machine, not "
+                 "with the socket path.")
     doc.heading(level + 1, "What differs between the runs")
     diff = metadata_diff(runs)
     shown = diff[diff["differs"] | ~diff["field"].str.contains("sysctl|net\\.|mtu", regex=True)]

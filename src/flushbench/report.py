@@ -182,6 +182,14 @@ def _quality(doc: Doc, run: StoredRun) -> None:
         notes.append(f"{len(noisy)} case(s) are noisy (per-value rates spread more than "
                      f"{NOISY_RSD:.0%}; worst `{worst['case']}` ±{worst['rate_rsd']:.0%}): "
                      "treat their differences with care.")
+    speed = pd.to_numeric(run.table["host_speed"], errors="coerce").dropna()
+    if len(speed) > 1:
+        med = speed.median()
+        notes.append(f"Host CPU speed (a pure-Python probe around every case) ranged "
+                     f"{speed.min() / med:.2f}–{speed.max() / med:.2f}× its median "
+                     f"({med:.1f} M loops/s) during this run. Every figure moves with the "
+                     "machine's own speed; compare runs with that in mind (the comparison "
+                     "shows the probe's ratio).")
     mism = ok[ok["opt_mismatch"] != ""]
     for text, group in mism.groupby("opt_mismatch", sort=True):
         cases = sorted(group["case"])

@@ -45,6 +45,7 @@ METRIC_COLUMNS = [
     "nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff",
     "opt_mismatch",  # empty when every option reads back as requested
     "msgs", "bytes", "values", "loops", "duration_s",
+    "host_speed",  # the host's CPU speed around the case: million loops/s (hostspeed.py)
     "error",  # empty for a finished case; the reason for a failed one
 ]
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS

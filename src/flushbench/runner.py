@@ -25,7 +25,7 @@ from typing import Any
 
 import pyperf
 
-from . import __version__, collect, strategies
+from . import __version__, collect, hostspeed, strategies
 from .errors import UsageError
 from .metadata import collect_host, machine_id
 from .results import RunWriter, atomic_write, read_meta
@@ -191,6 +191,7 @@ class Manager:
         # point it at this manager and forget the previous run's benchmark names
         self.runner._add_cmdline_args = self._worker_cmdline
         self.runner._bench_names = set()
+        self.speed = hostspeed.Tracker(opts.pin.values())
 
     def _worker_cmdline(self, cmd: list[str], args: Any) -> None:
         case = self.current
@@ -219,6 +220,7 @@ class Manager:
         self.plan_file.write_text("\n".join(c.id for c in plan) + "\n")
         used_loops: dict[str, int] = {}
         try:
+            self.speed.start()
             for index, case in enumerate(plan):
                 progress.start_case(case)
                 # pyperf numbers tasks by counting finished benchmarks; a failed case does not
@@ -229,6 +231,7 @@ class Manager:
                     outcome.interrupted = True
                     break
                 used_loops[case.id] = self.loops_for(case)
+                row["host_speed"] = self.speed.around_case()
                 self.writer.add_case(row, samples)
                 if not row.get("error"):  # after the row: a resumed run re-runs a rowless case
                     self._add_pyperf(self.pending_bench)
@@ -319,6 +322,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "pyperf": {"processes": suite.processes, "values": suite.values,
                    "warmups": suite.warmups, "timeout": suite.timeout,
                    "value_time": suite.value_time, "fast": opts.fast},
+        "host_speed_probe": hostspeed.Tracker(opts.pin.values()).describe(),
         "flushbench_version": __version__, "argv": sys.argv, **extra,
     }
 
