@@ -283,6 +283,23 @@ class Agreement:
 
         return float(np.exp(np.log(self.cases["ratio"]).mean())) if self.total else math.nan
 
+    @property
+    def host_shift(self) -> float:
+        """The host CPU probe's geometric-mean B/A over the cases (NaN without the probe)."""
+        import numpy as np
+
+        ratios = self.cases["host_ratio"].dropna() if self.total else []
+        return float(np.exp(np.log(ratios).mean())) if len(ratios) else math.nan
+
+    def within_host_adjusted(self) -> int:
+        """Cases within the tolerance once each case's own host-speed ratio is divided out.
+
+        A diagnostic only (how far the host's speed explains the disagreement): the runs'
+        figures are what was measured and are never adjusted.
+        """
+        dev = (self.cases["ratio"] / self.cases["host_ratio"] - 1).abs()
+        return int((dev <= self.tolerance + 1e-12).sum())
+
     def within_after_shift(self) -> int:
         """Cases within the tolerance once the run-wide factor is divided out."""
         dev = (self.cases["ratio"] / self.shift - 1).abs()
@@ -303,10 +320,12 @@ def repeat_agreement(run_a: Path, run_b: Path, tolerance: float = TOLERANCE) -> 
     A case agrees when ``|B/A - 1| <= tolerance``. Cases failed in either run, or present
     in only one, are listed apart and not counted.
     """
+    import pandas as pd
+
     import flushbench
 
     a, b = (flushbench.load(p) for p in (run_a, run_b))
-    keep = ["case", "workload", "msgs_per_s", "rate_rsd", "error"]
+    keep = ["case", "workload", "msgs_per_s", "rate_rsd", "host_speed", "error"]
     a = a[a["workload"].isin(THROUGHPUT)][keep]
     b = b[b["workload"].isin(THROUGHPUT)][keep]
     both = a.merge(b, on=["case", "workload"], suffixes=("_a", "_b"), how="outer",
@@ -319,8 +338,11 @@ def repeat_agreement(run_a: Path, run_b: Path, tolerance: float = TOLERANCE) -> 
     ok["ratio"] = ok["msgs_per_s_b"] / ok["msgs_per_s_a"]
     ok["dev"] = (ok["ratio"] - 1).abs()
     ok["within"] = ok["dev"] <= tolerance + 1e-12
+    # the host's own CPU speed around each case, B/A (NaN for runs without the probe)
+    ok["host_ratio"] = (pd.to_numeric(ok["host_speed_b"], errors="coerce")
+                        / pd.to_numeric(ok["host_speed_a"], errors="coerce"))
     cols = ["case", "workload", "msgs_per_s_a", "msgs_per_s_b", "ratio", "dev", "within",
-            "rate_rsd_a", "rate_rsd_b"]
+            "rate_rsd_a", "rate_rsd_b", "host_ratio"]
     ok = ok[cols].reset_index(drop=True)
     return Agreement(int(ok["within"].sum()), len(ok), tolerance, ok, failed, missing)
 
@@ -333,6 +355,12 @@ def format_agreement(agr: Agreement, significance: Any = None) -> list[str]:
                      f"max {dev.max() * 100:.1f} %; run-wide factor (geomean B/A) "
                      f"{agr.shift:.3f}, {agr.within_after_shift()} of {agr.total} within "
                      f"±{agr.tolerance * 100:.0f} % once it is divided out")
+        if not math.isnan(agr.host_shift):
+            ratios = agr.cases["host_ratio"]
+            lines.append(f"  host CPU speed probe B/A: geomean {agr.host_shift:.3f}, per case "
+                         f"{ratios.min():.2f}-{ratios.max():.2f}; {agr.within_host_adjusted()} "
+                         f"of {agr.total} within ±{agr.tolerance * 100:.0f} % once each case's "
+                         "own host ratio is divided out (diagnostic)")
     if agr.failed:
         lines.append(f"  failed in a run (not counted): {', '.join(agr.failed)}")
     if agr.missing:
@@ -341,12 +369,12 @@ def format_agreement(agr: Agreement, significance: Any = None) -> list[str]:
     if len(noisy):
         lines.append(f"noisy cases (outside ±{agr.tolerance * 100:.0f} %):")
         lines.append(f"  {'case':<48} {'msgs/s A':>11} {'msgs/s B':>11} {'B/A':>6} "
-                     f"{'rsd A':>6} {'rsd B':>6}  significant")
+                     f"{'rsd A':>6} {'rsd B':>6} {'host':>6}  significant")
         for row in noisy.itertuples():
             sig = "" if significance is None else ("yes" if significance.get(row.case) else "no")
             lines.append(f"  {row.case:<48} {row.msgs_per_s_a:>11.4g} {row.msgs_per_s_b:>11.4g} "
                          f"{row.ratio:>6.3f} {row.rate_rsd_a * 100:>5.1f}% "
-                         f"{row.rate_rsd_b * 100:>5.1f}%  {sig}")
+                         f"{row.rate_rsd_b * 100:>5.1f}% {row.host_ratio:>6.3f}  {sig}")
     return lines
 
 

@@ -29,7 +29,7 @@ def harness() -> ModuleType:
 
 
 def write_run(root: Path, run_id: str, rates: dict[str, float], failed: set[str] = frozenset(),
-              ) -> Path:
+              host: dict[str, float] | None = None) -> Path:
     """A run whose throughput cases have exactly the given msgs_per_s (others synthetic)."""
     rng = np.random.default_rng(3)
     writer = RunWriter.create(root / "m" / run_id, make_meta("m", run_id))
@@ -37,6 +37,8 @@ def write_run(root: Path, run_id: str, rates: dict[str, float], failed: set[str]
         row, samples = case_data(case, rng)
         if case.id in rates:
             row["msgs_per_s"] = rates[case.id]
+        if host and case.id in host:
+            row["host_speed"] = host[case.id]
         if case.id in failed:
             row = {**case.to_dict(), "case": case.id, "error": "PeerError: reset"}
             samples = {}
@@ -105,3 +107,36 @@ def test_repeat_agreement_lists_cases_in_one_run_only(harness: ModuleType,
     agr = harness.repeat_agreement(*dirs, tolerance=0.5)
     assert agr.total == 1 and agr.within == 1
     assert agr.missing == [cases[1].id]
+
+
+def test_repeat_agreement_shows_how_far_the_host_speed_explains(harness: ModuleType,
+                                                                tmp_path: Path) -> None:
+    """Cases that moved with the host's CPU probe are named as such; figures stay as measured."""
+    thr = [c.id for c in small_cases() if c.workload in ("stream", "file")]
+    base = {cid: 1000.0 for cid in thr}
+    # every case 20 % faster in B, and so was the host around each case but the first
+    a = write_run(tmp_path, "a", base, host={cid: 10.0 for cid in thr})
+    b = write_run(tmp_path, "b", {cid: 1200.0 for cid in thr},
+                  host={cid: 10.0 if i == 0 else 12.0 for i, cid in enumerate(thr)})
+    agr = harness.repeat_agreement(a, b)
+    assert agr.within == 0  # the measured figures are not adjusted
+    assert agr.within_host_adjusted() == len(thr) - 1
+    assert agr.host_shift == pytest.approx(math.exp((len(thr) - 1) * math.log(1.2) / len(thr)))
+    text = "\n".join(harness.format_agreement(agr))
+    assert f"{len(thr) - 1} of {len(thr)} within ±10 % once each case's own host ratio" in text
+
+
+def test_hostdrift_compares_whole_windows_at_every_offset() -> None:
+    """bench_hostdrift: back-to-back window means, within ±10 % or not, at each start."""
+    spec = importlib.util.spec_from_file_location("bench_hostdrift", HARNESS.with_name(
+        "bench_hostdrift.py"))
+    assert spec is not None and spec.loader is not None
+    drift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drift)
+    steady = drift.agreement([10.0] * 8, run_slices=3)
+    assert steady["pairs"] == 3 and steady["fraction"] == 1.0
+    # the speed doubles half-way: only the pairs that straddle no step agree
+    step = drift.agreement([10.0] * 4 + [20.0] * 4, run_slices=2)
+    assert step["pairs"] == 5 and step["within"] == 2
+    assert step["ratio_max"] == pytest.approx(2.0)
+    assert drift.agreement([10.0] * 3, run_slices=2) == {"pairs": 0}
