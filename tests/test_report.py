@@ -142,6 +142,26 @@ def test_table_missing_optional_columns_still_reports(tmp_path: Path) -> None:
     assert (out / "charts" / "old-r-throughput-stream.png").is_file()
 
 
+def test_quality_notes_name_the_noisy_cases_and_the_host_speed(tmp_path: Path) -> None:
+    """Cases whose values spread over 10 % are listed by id; the probe's range is given."""
+    run = write_run(tmp_path, "m", "r", small_cases())
+    table = pd.read_csv(run / TABLE)
+    noisy = ["stream-makefile-s64K-p2-nd0-sbauto-loopback",
+             "stream-sendall-s64-p2-nd1-sbauto-loopback"]
+    table.loc[table["case"] == noisy[0], "rate_rsd"] = 0.31
+    table.loc[table["case"] == noisy[1], "rate_rsd"] = 0.12
+    table.loc[table.index[0], "host_speed"] = table["host_speed"].iloc[1] * 1.5
+    table.to_csv(run / TABLE, index=False)
+    out = tmp_path / "out"
+    report.build_report([run], out)
+    md = (out / "README.md").read_text(encoding="utf-8")
+    assert "2 case(s) are noisy" in md
+    rows = [line for line in md.splitlines() if line.startswith("| `stream-")
+            and "±" in line and line.count("|") == 3]
+    assert rows == [f"| `{noisy[0]}` | ±31.0% |", f"| `{noisy[1]}` | ±12.0% |"]
+    assert "Host CPU speed (a pure-Python probe around every case) ranged 1.00–1.50×" in md
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     """A run from a newer schema stops the report with an 'upgrade' message."""
     run = write_run(tmp_path, "new", "r", [Case("rr", "sendall", 64)])

@@ -200,6 +200,11 @@ def _quality(doc: Doc, run: StoredRun) -> None:
         return
     doc.heading(3, "Quality notes")
     doc.bullets(notes)
+    if len(noisy):
+        shown = noisy.sort_values(["rate_rsd", "case"], ascending=[False, True])
+        doc.table(pd.DataFrame({"noisy case": "`" + shown["case"] + "`",
+                                "values spread (rsd)": shown["rate_rsd"].map(_pct)}),
+                  collapse_after=8, summary=f"the {len(noisy)} noisy cases")
     if not run.failed.empty:
         doc.para(f"{len(run.failed)} case(s) failed and are left out of charts and advice:")
         failed = run.failed[["case", "error"]].copy()
