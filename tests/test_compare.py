@@ -144,6 +144,8 @@ def test_runs_with_different_transports_align_without_the_suffix(tmp_path: Path)
     assert list(out["status"]) == ["ok", "ok"]
     assert set(out["key"]) == {"stream-sendall-s1K-p2-nd0-sbauto", "rr-sendall-s64-p2-nd0-sbauto"}
     assert "transport" in out.attrs["aligned_by"]
+    host = compare.host_speed(open_runs([a, b]))  # the probe aligns the same way
+    assert list(host["cases"]) == [2] and host["geomean ratio"].iloc[0] == pytest.approx(1.0)
 
 
 def test_mismatched_suites_have_no_common_case(tmp_path: Path) -> None:

@@ -152,26 +152,24 @@ def geomeans(frame: pd.DataFrame) -> pd.DataFrame:
 def host_speed(runs: Sequence[StoredRun]) -> pd.DataFrame:
     """Per compared run: the host CPU probe's geometric-mean ratio to the reference.
 
-    Over the cases both runs finished, each case's ``host_speed`` (hostspeed.py) against the
-    reference's; empty when a run predates the probe. A shift here moves every figure, so it
-    is shown beside the workloads' geometric means.
+    Over the cases both runs finished (aligned as :func:`compare_frame` aligns them), each
+    case's ``host_speed`` (hostspeed.py) against the reference's; no row for a run without
+    the probe. A shift here moves every figure, so it is shown beside the workloads'
+    geometric means.
     """
-    ref = runs[0]
-    base = pd.to_numeric(ref.ok.set_index("case")["host_speed"], errors="coerce").dropna()
+    keyed, _ = align(runs)
+    ref = keyed[0]
     rows = []
-    for run in runs[1:]:
-        other = pd.to_numeric(run.ok.set_index("case")["host_speed"], errors="coerce").dropna()
-        common = base.index.intersection(other.index)
-        if base.empty or other.empty:
-            continue
-        if len(common):
-            ratios = (other[common] / base[common]).tolist()
-        else:  # different cases (another suite): the runs' own geometric means
-            ratios = [geomean(other.tolist()) / geomean(base.tolist())]
-        rows.append({"run": run.label, "workload": "host CPU (probe)",
-                     "metric": "host_speed", "cases": len(common),
-                     "geomean ratio": geomean(ratios), "significantly better": "–",
-                     "significantly worse": "–", "better if": "–"})
+    for run, by_key in zip(runs[1:], keyed[1:], strict=True):
+        ratios = [_num(row["host_speed"]) / _num(ref[key]["host_speed"])
+                  for key, row in by_key.items()
+                  if key in ref and not row["error"] and not ref[key]["error"]]
+        ratios = [r for r in ratios if math.isfinite(r) and r > 0]
+        if ratios:
+            rows.append({"run": run.label, "workload": "host CPU (probe)",
+                         "metric": "host_speed", "cases": len(ratios),
+                         "geomean ratio": geomean(ratios), "significantly better": "–",
+                         "significantly worse": "–", "better if": "–"})
     return pd.DataFrame(rows)
 
 

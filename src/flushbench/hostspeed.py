@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Iterable
 
@@ -55,8 +56,10 @@ def probe_cpus(pinned: Iterable[int] = ()) -> list[int]:
 def probe(cpus: Iterable[int], slice_s: float = SLICE_S) -> float | None:
     """Geometric mean of the probe over ``cpus`` (each in turn); None where it cannot pin."""
     cpus = list(cpus)
-    if not cpus or not hasattr(os, "sched_setaffinity"):
-        return probe_here(slice_s) if not cpus else None
+    if not cpus:  # a platform without CPU affinity: wherever we run
+        return probe_here(slice_s)
+    if not hasattr(os, "sched_setaffinity"):
+        return None
     before = os.sched_getaffinity(0)
     rates = []
     try:
@@ -73,7 +76,14 @@ def probe(cpus: Iterable[int], slice_s: float = SLICE_S) -> float | None:
 
 def geomean(values: Iterable[float]) -> float:
     vals = [v for v in values if v and v > 0 and math.isfinite(v)]
-    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
+    return statistics.geometric_mean(vals) if vals else math.nan
+
+
+def describe(pinned: Iterable[int] = (), slice_s: float = SLICE_S) -> dict[str, object]:
+    """What ``meta.json`` says about the probe of a run."""
+    return {"cpus": probe_cpus(pinned), "slice_s": slice_s, "unit": "million loops/s",
+            "what": "pure-Python loop timed on each CPU before and after every case; "
+                    "a case's host_speed is the mean of the two (geometric mean over CPUs)"}
 
 
 class Tracker:
@@ -93,8 +103,3 @@ class Tracker:
         self.last = after
         known = [v for v in (before, after) if v is not None]
         return sum(known) / len(known) if known else None
-
-    def describe(self) -> dict[str, object]:
-        return {"cpus": self.cpus, "slice_s": self.slice_s, "unit": "million loops/s",
-                "what": "pure-Python loop timed on each CPU before and after every case; "
-                        "a case's host_speed is the mean of the two (geometric mean over CPUs)"}

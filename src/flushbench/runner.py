@@ -322,7 +322,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "pyperf": {"processes": suite.processes, "values": suite.values,
                    "warmups": suite.warmups, "timeout": suite.timeout,
                    "value_time": suite.value_time, "fast": opts.fast},
-        "host_speed_probe": hostspeed.Tracker(opts.pin.values()).describe(),
+        "host_speed_probe": hostspeed.describe(opts.pin.values()),
         "flushbench_version": __version__, "argv": sys.argv, **extra,
     }
 
