@@ -1,11 +1,19 @@
-"""Child processes: stopped politely, then firmly, and always reaped."""
+"""Child processes: the peer started and waited for, and every child stopped and reaped."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import select
 import subprocess
+import sys
+from typing import Any
+
+from .errors import SetupError
 
 
-def stop(proc: subprocess.Popen, grace: float = 5.0) -> int:  # type: ignore[type-arg]
+def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> int:
     """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; reap it and return its code."""
     if proc.poll() is None:
         proc.terminate()
@@ -15,3 +23,74 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> int:  # type: ignore[typ
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+class PeerProcess:
+    """A peer in a child process: started on port 0, ready when it says so, always reaped."""
+
+    def __init__(self, bind: str = "127.0.0.1", cpu: int | None = None,
+                 prefix: list[str] | None = None, ready_timeout: float = 20.0, *,
+                 max_seconds: float | None = None, max_bytes: int | None = None,
+                 allow_from: str | None = None) -> None:
+        argv = [*(prefix or []), sys.executable, "-m", "flushbench.measure.peer", "--bind", bind]
+        if cpu is not None:
+            argv += ["--cpu", str(cpu)]
+        if max_seconds is not None:
+            argv += ["--max-seconds", repr(float(max_seconds))]
+        if max_bytes is not None:
+            argv += ["--max-bytes", str(int(max_bytes))]
+        if allow_from is not None:
+            argv += ["--allow-from", allow_from]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=_child_env())
+        try:
+            ready = self._read_ready(ready_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.host: str = bind
+        self.port: int = ready["port"]
+        self.meta: dict[str, Any] = ready.get("meta", {})
+
+    def _read_ready(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        readable, _, _ = select.select([fd], [], [], timeout)
+        line = self.proc.stdout.readline() if readable else b""
+        try:
+            ready = json.loads(line)
+        except ValueError:
+            ready = {}
+        if not ready.get("ready"):
+            why = ready.get("error") or (f"no readiness line within {timeout:.0f} s"
+                                         if not line else f"unexpected output {line[:80]!r}")
+            raise SetupError(f"the peer did not start: {why}")
+        return ready
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def close(self) -> None:
+        proc = self.proc
+        stop(proc)
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                if stream:
+                    stream.close()
+
+    def __enter__(self) -> PeerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _child_env() -> dict[str, str]:
+    """Children must import this very flushbench, installed or from a source tree."""
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = env.get("PYTHONPATH", "").split(os.pathsep) if env.get("PYTHONPATH") else []
+    if src not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([src, *paths])
+    return env

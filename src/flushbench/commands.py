@@ -1,0 +1,229 @@
+"""The bodies of flushbench's commands: argparse results in, work done, lines printed.
+
+Each imports what it needs when it runs. Data goes to stdout (a run directory, a report's
+path), tables and progress to stderr. Errors are raised as FlushbenchError; :mod:`.cli`
+turns them into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import FlushbenchError, UsageError
+
+if TYPE_CHECKING:
+    from .run.options import RunOptions, RunOutcome
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .report.terminal import console
+    from .run.manager import run
+    from .run.options import RunOptions
+    from .run.progress import RunProgress
+
+    if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
+                        or args.processes or args.values or args.loops_file or args.pin
+                        or args.peer or args.link):
+        raise UsageError("--resume measures the rest as the run it resumes was measured "
+                         "(suite, filters, directory, processes, values, loops, pinning, peer); "
+                         "drop the other run options")
+    opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
+                      fast=args.fast, resume=args.resume, loops_file=args.loops_file,
+                      machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,
+                      processes=args.processes, values=args.values, quiet=args.quiet,
+                      peers=args.peer, token_file=args.token_file, link=args.link,
+                      inherit_environ=args.inherit_environ)
+    if args.dry_run:
+        return _dry_run(opts)
+    outcomes = run(opts, lambda suite, plan: RunProgress(suite, plan, args.quiet, console))
+    code = 0
+    for outcome in outcomes:
+        code = max(code, _finish_run(outcome, args))
+    return code
+
+
+def _dry_run(opts: RunOptions) -> int:
+    from .results import read_meta
+    from .run.estimate import estimate_case_s
+    from .run.options import prepare_suite
+
+    suite = prepare_suite(opts, read_meta(opts.resume) if opts.resume else None)
+    rtt = 0.0
+    if opts.link:
+        from .netlab.linkspec import LinkSpec
+
+        rtt = LinkSpec.parse(opts.link).rtt_s
+    total = 0.0
+    for case in suite.cases:
+        est = estimate_case_s(case, suite, rtt)
+        total += est
+        print(f"{case.id}\t~{est:.1f} s")
+    print(f"{len(suite.cases)} cases, estimated {total / 60:.1f} min "
+          f"({suite.processes} processes x {suite.values} values per case)")
+    return 0
+
+
+def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
+    from .report.terminal import console, quality_lines, summary_table
+    from .results import load
+
+    run_dir = outcome.run_dir
+    if run_dir is None:
+        if outcome.interrupted:
+            console.print("interrupted before the run directory was created", highlight=False)
+        return outcome.exit_code
+    if outcome.interrupted:
+        console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with: "
+                      f"flushbench run --resume {run_dir}", highlight=False, markup=False)
+        return outcome.exit_code
+    frame = load(run_dir)
+    if not args.quiet:
+        console.print(summary_table(frame, title=str(run_dir)))
+        _warnings(quality_lines(frame))
+    if args.report:
+        from .report.document import build_report
+
+        index = build_report([Path(run_dir)], Path(run_dir) / "report")
+        console.print(f"report: {index}", highlight=False, markup=False)
+    print(run_dir)
+    if outcome.failed:
+        console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "
+                      "column)", highlight=False)
+    return outcome.exit_code
+
+
+def _warnings(lines: list[str]) -> None:
+    from rich.text import Text
+
+    from .report.terminal import console
+
+    for line in lines:
+        console.print(Text("warning: ", style="yellow") + Text(line), highlight=False)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .case import WORKLOADS
+    from .measure import strategies
+    from .suites import available_suites, load_suite
+
+    strategies.load_entry_points()
+    print("strategies:")
+    for name, cls in strategies.REGISTRY.items():
+        why = cls.unavailable()
+        print(f"  {name:<10} {cls.summary}" + (f"  [unavailable: {why}]" if why else ""))
+    print("workloads:")
+    for name in WORKLOADS:
+        print(f"  {name}")
+    print("suites:")
+    for name, path in available_suites().items():
+        try:
+            suite = load_suite(str(path))
+            print(f"  {name:<10} {len(suite.cases):>4} cases  {suite.description}")
+        except FlushbenchError as exc:
+            print(f"  {name:<10} broken: {exc}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .report.terminal import console, quality_lines, summary_table
+    from .results import load
+    from .suites import id_matches
+
+    frame = load(args.runs)
+    if args.filter:
+        frame = frame[frame["case"].map(lambda cid: id_matches(cid, args.filter))]
+    for run_id, part in frame.groupby("run", sort=False):
+        console.print(summary_table(part, title=f"{part['machine'].iloc[0]} / {run_id}"))
+        _warnings(quality_lines(part))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .report.terminal import calibration_table, console
+    from .run.calibrate import INSTALL_HINT, calibrate, tool_status
+    from .run.options import RunOptions
+    from .run.progress import RunProgress
+
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x]
+    except ValueError:
+        raise UsageError(f"--sizes {args.sizes!r}: expected bytes, e.g. 1024,131072") from None
+    if not sizes or min(sizes) < 8:
+        raise UsageError(f"--sizes {args.sizes!r}: each size must be >= 8 bytes")
+    missing = [name for name, path in tool_status().items() if not path]
+    if missing:
+        console.print(f"{' and '.join(missing)} not found: only flushbench's side will be "
+                      f"measured; install with: {INSTALL_HINT}", highlight=False)
+    opts = RunOptions(out=args.out, machine=args.machine, pin=args.pin, quiet=args.quiet,
+                      link=args.link, peers=args.peer)
+    run_dir, table = calibrate(opts, sizes, args.rr_size, args.seconds,
+                               lambda suite, plan: RunProgress(suite, plan, args.quiet, console))
+    console.print(calibration_table(table, title=f"harness ceiling: {run_dir}"))
+    print(run_dir)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.document import build_report
+
+    print(build_report(args.runs, args.out))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .analysis.compare import compare_frame
+    from .analysis.runs import open_runs
+    from .report.compare import write_outputs
+    from .report.terminal import compare_tables
+
+    stored = open_runs(args.runs)
+    if len(stored) < 2:
+        raise UsageError(f"compare needs at least two runs; found {len(stored)} in "
+                         f"{', '.join(map(str, args.runs))}")
+    frame = compare_frame(stored)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log: do not fold case ids into 80 columns
+        console = Console(width=160)
+    for renderable in compare_tables(stored, frame):
+        console.print(renderable)
+    if args.out is not None:
+        index = write_outputs(stored, frame, Path(args.out))
+        console.print(f"wrote {index}", highlight=False, markup=False)
+    return 0
+
+
+def cmd_netlab(args: argparse.Namespace) -> int:
+    from . import netlab
+
+    if args.netlab_command == "up":
+        lab = netlab.Netlab(args.link, args.name, persistent=True).start()
+        lab.detach()
+        print("\n".join(lab.describe()))
+    elif args.netlab_command == "down":
+        if args.all == bool(args.name):
+            raise UsageError("netlab down: give a lab name (see 'netlab status') or --all")
+        netlab.check_support()
+        if args.all:
+            netlab.destroy_all()
+        elif not netlab.destroy(args.name):
+            raise UsageError(f"no lab named {args.name!r} (see 'flushbench netlab status')")
+    else:
+        print("\n".join(netlab.status_lines()))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from .remote.agent import Limits, serve
+
+    limits = Limits(args.max_duration, args.max_bytes, args.handshake_timeout)
+    return serve(args.bind, args.port, args.token_file, limits, args.exit_with_stdin)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "list": cmd_list, "show": cmd_show, "calibrate": cmd_calibrate,
+    "report": cmd_report, "compare": cmd_compare, "netlab": cmd_netlab, "agent": cmd_agent}

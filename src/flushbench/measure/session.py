@@ -1,0 +1,233 @@
+"""The client side of one case: HELLO, options, warm-up, and the accounting of each value.
+
+A :class:`Session` takes a connected socket (``Session.connect`` makes one to a peer), so a
+strategy and a session can run over ``socketpair()`` as well as over TCP. The timed loops
+themselves are in :mod:`.loops` (blocking) and :mod:`.aiosession` (asyncio).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from array import array
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from ..case import Case
+from ..errors import PeerError, SetupError
+from . import protocol, sockopts, strategies
+from .loops import SyncLoop, Timed, make_parts
+from .protocol import format_addr
+from .strategies import AsyncStrategy, Strategy
+
+WARMUP_OPS = 64  # operations on a fresh connection before the first value (leaves quick-ACK)
+WARMUP_TIME = 0.2  # seconds, at most
+
+
+@dataclass
+class ValueStats:
+    """What one timed value did (sums over its operations)."""
+
+    ops: int
+    msgs: int
+    bytes: int  # sent by the client
+    reply_bytes: int  # sent back by the peer (rr, wwr, pipeline)
+    elapsed_ns: int
+    cpu_client_ns: int
+    cpu_peer_ns: int
+    calls: int
+    segs: int | None  # None where TCP_INFO has no data segment counter
+    retrans: int
+
+
+class ValueLoop(Protocol):
+    """One timed value of ``n`` operations (blocking or asyncio)."""
+
+    def run(self, n: int, est_op_s: float = ...) -> Timed: ...
+
+    def close(self) -> None: ...
+
+
+class _Blocking:
+    def __init__(self, loop: SyncLoop) -> None:
+        self.loop = loop
+
+    def run(self, n: int, est_op_s: float = 0.0) -> Timed:
+        return self.loop.run(n)
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+class Session:
+    """One connected client for one case, reused for every value of a worker process.
+
+    The session owns ``sock`` from here on: it closes it in :meth:`close`, also when the
+    constructor fails.
+    """
+
+    def __init__(self, case: Case, sock: socket.socket, io_timeout: float = 30.0) -> None:
+        start = time.perf_counter()
+        self.case, self.sock, self.io_timeout = case, sock, io_timeout
+        # where this process's time went, in seconds (read by bench/bench_breakdown.py)
+        self.phases: dict[str, float] = {"connect_s": 0.0, "file_s": 0.0, "setup_s": 0.0,
+                                         "warm_up_s": 0.0, "values_s": 0.0, "values": 0}
+        self.values: list[ValueStats] = []
+        self.latencies: array[int] = array("q")
+        self.ts: array[int] = array("q", bytes(8 * case.op_count))
+        self.est_op_s = 0.0
+        self.file: BinaryIO | None = None
+        self.strategy: Strategy | AsyncStrategy | None = None
+        self.loop: ValueLoop | None = None
+        try:
+            strategies.check(case.strategy, case.workload)
+            self.parts = make_parts(case) if case.workload != "file" else []
+            if case.workload == "file":
+                file_start = time.perf_counter()
+                self.file = make_file(case.msg_size)
+                self.phases["file_s"] = time.perf_counter() - file_start
+            self._setup()
+            self.phases["setup_s"] = time.perf_counter() - start
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def connect(cls, case: Case, addr: tuple[str, int], io_timeout: float = 30.0) -> Session:
+        """Connect to the peer at ``addr`` and set the case up (not timed)."""
+        start = time.perf_counter()
+        try:
+            sock = socket.create_connection(addr, timeout=io_timeout)
+        except OSError as exc:
+            raise PeerError(f"cannot connect to the peer at {format_addr(*addr)}: "
+                            f"{exc.strerror or exc}") from None
+        connected = time.perf_counter() - start
+        session = cls(case, sock, io_timeout)
+        session.phases["connect_s"] = connected
+        return session
+
+    def _setup(self) -> None:
+        case, sock = self.case, self.sock
+        sock.settimeout(None)  # blocking: no poll() before each send on the timed path
+        sockopts.set_timeouts(sock, self.io_timeout)
+        self.opts = sockopts.Options(case.nodelay, case.sndbuf, case.notsent_lowat)
+        protocol.send_frame(sock, {"v": protocol.PROTOCOL_VERSION, "workload": case.workload,
+                                   "msg_size": case.msg_size, "reply": case.reply_size,
+                                   "batch": case.batch, "rcvbuf": case.rcvbuf})
+        ack = protocol.recv_frame(sock)
+        if not ack.get("ok"):
+            why = protocol.one_line(ack.get("error", ack))
+            raise PeerError(f"the peer refused the case: {why}")
+        self.rcvbuf_eff = ack.get("rcvbuf_eff")
+        strategy = strategies.get(case.strategy)(sock, case.buffer)
+        self.strategy = strategy
+        if isinstance(strategy, AsyncStrategy):
+            from .aiosession import AsyncLoop  # asyncio only where it is used
+
+            self.loop = AsyncLoop(sock, case, strategy, self.parts, self.ts, self.file,
+                                  self.io_timeout)
+        else:
+            self.loop = _Blocking(SyncLoop(sock, case, strategy, self.parts, self.ts,
+                                           self.file))
+        sockopts.apply(sock, self.opts)  # after asyncio, which turns TCP_NODELAY on
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Leave quick-ACK mode and learn the op time, so values can be bounded in time."""
+        done, n, start = 0, 1, time.perf_counter()  # n <= len(ts): ops=1 suites are valid
+        while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
+            self.run_value(n, record=False)
+            done += n
+            left = WARMUP_TIME - (time.perf_counter() - start)
+            by_time = int(left / self.est_op_s) if self.est_op_s > 0 else n * 2
+            n = max(1, min(n * 2, WARMUP_OPS - done, len(self.ts), by_time))
+        self.phases["warm_up_s"] = time.perf_counter() - start
+
+    # -- one timed value ------------------------------------------------------------------
+
+    def ops_for(self, loops: int, value_time: float) -> int:
+        """Operations for the next value: ``loops``, fewer if they would exceed value_time."""
+        n = min(loops, len(self.ts))
+        if self.est_op_s > 0 and value_time > 0:
+            n = min(n, max(1, int(value_time / self.est_op_s)))
+        return n
+
+    def run_value(self, n: int, record: bool = True) -> int:
+        """Run ``n`` operations; return the elapsed ns (the timed part only)."""
+        assert self.loop is not None and self.strategy is not None
+        info0 = sockopts.tcp_info(self.sock) if record else {}
+        calls0 = self.strategy.calls
+        start = time.perf_counter()
+        timed = self.loop.run(n, self.est_op_s)
+        if record:
+            self.phases["values_s"] += time.perf_counter() - start
+            self.phases["values"] += 1
+        self.est_op_s = timed.elapsed_ns / n / 1e9
+        if record:
+            self._record(n, timed, info0, self.strategy.calls - calls0)
+        return timed.elapsed_ns
+
+    def _record(self, n: int, timed: Timed, info0: dict[str, int], calls: int) -> None:
+        info1 = sockopts.tcp_info(self.sock)
+        case = self.case
+        msgs = n * case.msgs_per_op
+        nbytes = n * (case.msg_size if case.workload == "file" else case.msg_size * case.batch)
+        peer_bytes, peer_cpu = protocol.DONE.unpack(timed.done)
+        if peer_bytes != nbytes:
+            raise PeerError(f"the peer confirmed {peer_bytes} bytes, {nbytes} were sent")
+        self.values.append(ValueStats(
+            ops=n, msgs=msgs, bytes=nbytes, reply_bytes=n * case.reply_size,
+            elapsed_ns=timed.elapsed_ns, cpu_client_ns=timed.cpu_ns, cpu_peer_ns=peer_cpu,
+            calls=calls,
+            # minus the GO frame, which is one data segment of its own
+            segs=info1["data_segs_out"] - info0["data_segs_out"] - 1
+            if "data_segs_out" in info1 else None,
+            retrans=info1.get("total_retrans", 0) - info0.get("total_retrans", 0)))
+        ts, prev, lat = self.ts, timed.t0_ns, self.latencies
+        for i in range(n):
+            lat.append(ts[i] - prev)
+            prev = ts[i]
+
+    # -- end --------------------------------------------------------------------------------
+
+    def effective(self) -> dict[str, Any]:
+        eff = sockopts.read_back(self.sock)
+        eff["rcvbuf_eff"] = self.rcvbuf_eff
+        info = sockopts.tcp_info(self.sock)
+        eff["rtt_us"] = info.get("rtt")
+        eff["snd_mss"] = info.get("snd_mss")
+        eff["opt_mismatch"] = sockopts.mismatches(self.opts, eff)
+        return eff
+
+    def close(self) -> None:
+        """Say BYE (bounded), close the socket and the file; never raises for a gone peer."""
+        try:
+            if self.loop is not None:
+                self.loop.close()
+        except (OSError, PeerError, RuntimeError):
+            pass
+        finally:
+            self.sock.close()
+            if self.file is not None:
+                self.file.close()
+                self.file = None
+
+
+def make_file(size: int) -> BinaryIO:
+    """An unlinked temporary file of ``size`` bytes, already in the page cache."""
+    try:
+        fh = tempfile.TemporaryFile()
+        chunk = os.urandom(min(size, 1 << 20))
+        left = size
+        while left:
+            left -= fh.write(chunk[:left])
+        fh.flush()
+        fh.seek(0)
+        while fh.read(1 << 20):  # warm the page cache
+            pass
+        return fh
+    except OSError as exc:
+        raise SetupError(f"cannot create a {size}-byte file for the file workload: {exc}") \
+            from None

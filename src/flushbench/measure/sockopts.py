@@ -1,0 +1,124 @@
+"""Apply socket options before the timed part, read them back after it, and read TCP_INFO.
+
+The effective value is what gets reported: Linux doubles SO_SNDBUF, clamps it to
+``net.core.wmem_max`` and raises it to a floor of about 4.5 KiB, so "SO_SNDBUF=1" is not 1.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SetupError
+
+# struct tcp_info from linux/tcp.h, up to tcpi_reord_seen (224 bytes, Linux >= 4.19).
+# Older kernels return a prefix; missing fields read as 0.
+_TCP_INFO_FIELDS = (
+    "state ca_state retransmits probes backoff options wscale flags "
+    "rto ato snd_mss rcv_mss unacked sacked lost retrans fackets "
+    "last_data_sent last_ack_sent last_data_recv last_ack_recv "
+    "pmtu rcv_ssthresh rtt rttvar snd_ssthresh snd_cwnd advmss reordering "
+    "rcv_rtt rcv_space total_retrans "
+    "pacing_rate max_pacing_rate bytes_acked bytes_received "
+    "segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out "
+    "delivery_rate busy_time rwnd_limited sndbuf_limited "
+    "delivered delivered_ce bytes_sent bytes_retrans dsack_dups reord_seen"
+).split()
+_TCP_INFO = struct.Struct("=8B24I4Q6I4Q2I2Q2I")
+assert len(_TCP_INFO_FIELDS) == 8 + 24 + 4 + 6 + 4 + 2 + 2 + 2
+
+TCP_INFO = getattr(socket, "TCP_INFO", 11)
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+
+
+def tcp_info(sock: socket.socket) -> dict[str, int]:
+    """The kernel's TCP_INFO for ``sock`` as a dict (empty where the platform lacks it)."""
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _TCP_INFO.size)
+    except OSError:
+        return {}
+    raw = raw[: _TCP_INFO.size].ljust(_TCP_INFO.size, b"\0")
+    return dict(zip(_TCP_INFO_FIELDS, _TCP_INFO.unpack(raw)))
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Client-side options of one case; 0 means "never set" (the kernel's default)."""
+
+    nodelay: bool = False
+    sndbuf: int = 0
+    notsent_lowat: int = 0
+
+
+def is_tcp(sock: socket.socket) -> bool:
+    """TCP options apply (an AF_UNIX socket, a socketpair, has no TCP level)."""
+    return sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+
+
+def set_nodelay(sock: socket.socket, on: bool) -> None:
+    """TCP_NODELAY on or off; nothing on a socket that is not TCP."""
+    if is_tcp(sock):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
+
+
+def apply(sock: socket.socket, opts: Options) -> None:
+    """Set the requested options. TCP_NODELAY is always set explicitly (asyncio flips it)."""
+    try:
+        set_nodelay(sock, opts.nodelay)
+        if opts.sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, opts.sndbuf)
+        if opts.notsent_lowat and is_tcp(sock):
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, opts.notsent_lowat)
+    except OSError as exc:
+        raise SetupError(f"cannot set socket options {opts}: {exc.strerror or exc}") from None
+
+
+def read_back(sock: socket.socket) -> dict[str, Any]:
+    """What the kernel actually holds now (the figures the table reports)."""
+    out: dict[str, Any] = {"sndbuf_eff": sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}
+    if not is_tcp(sock):
+        out.update(nodelay_eff=None, notsent_lowat_eff=None)
+        return out
+    out["nodelay_eff"] = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    try:
+        out["notsent_lowat_eff"] = sock.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT)
+    except OSError:
+        out["notsent_lowat_eff"] = None
+    return out
+
+
+def mismatches(opts: Options, eff: dict[str, Any]) -> str:
+    """Plain words for every option the kernel did not take as asked ('' when all did)."""
+    notes = []
+    if eff.get("nodelay_eff") is not None and bool(eff.get("nodelay_eff")) != opts.nodelay:
+        notes.append(f"nodelay requested {int(opts.nodelay)}, kernel has "
+                     f"{int(bool(eff.get('nodelay_eff')))}")
+    if opts.sndbuf and eff.get("sndbuf_eff") != 2 * opts.sndbuf:
+        notes.append(f"sndbuf requested {opts.sndbuf}, kernel gave {eff.get('sndbuf_eff')} "
+                     f"(Linux stores 2x, clamped to [~4.5K, wmem_max])")
+    if opts.notsent_lowat and eff.get("notsent_lowat_eff") != opts.notsent_lowat:
+        notes.append(f"notsent_lowat requested {opts.notsent_lowat}, kernel has "
+                     f"{eff.get('notsent_lowat_eff')}")
+    return "; ".join(notes)
+
+
+def set_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Kernel-level send/receive timeouts (SO_SNDTIMEO/SO_RCVTIMEO).
+
+    Python's own ``settimeout`` would make every send poll() first, adding a syscall to the
+    path we measure; the kernel timeout keeps the socket blocking and still bounds each call.
+    """
+    secs = int(seconds)
+    usecs = int((seconds - secs) * 1_000_000)
+    tv = struct.pack("ll", secs, usecs)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Set SO_RCVBUF (0 = leave it) and return the effective value."""
+    if size:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)

@@ -1,0 +1,1 @@
+"""Numbers -> text and pixels: formatting, Markdown/HTML, charts, the report, the terminal."""

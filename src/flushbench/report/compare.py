@@ -1,0 +1,210 @@
+"""How a comparison is shown: Markdown/HTML sections, CSV and charts (terminal tables are in
+:mod:`.terminal`).
+
+Formatting returns blocks or figures; only :func:`write_outputs` writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, metadata_diff
+from ..analysis.runs import StoredRun, open_runs
+from ..case import THROUGHPUT_WORKLOADS
+from ..results import atomic_write
+from . import charts
+from .format import fmt_headline, fmt_ratio, with_keys
+from .markup import Doc
+
+GOOD, BAD, GREY = "#1a7f37", "#b42318", "#8c8c8c"
+COARSE_TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50,
+                100, 200, 500, 1000, 2000, 5000]
+FINE_TICKS = [0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.3, 1.5, 1.7, 2]
+
+
+def verdict(row: Any) -> str:
+    if row["status"] != "ok":
+        return row["status"]
+    if not row["significant"]:
+        return "≈ within noise" if np.isfinite(row["ci_low"]) else "no interval"
+    return "▲ better" if row["better"] else "▼ worse"
+
+
+def display(frame: pd.DataFrame, run: str) -> pd.DataFrame:
+    """The comparison of one run against the reference, as strings for tables."""
+    part = frame[frame["run"] == run]
+    rows = []
+    for _, r in part.iterrows():
+        ci = (f"{r['ci_low']:.3g}–{r['ci_high']:.3g}" if np.isfinite(r["ci_low"]) else "–")
+        rows.append({"case": r["key"], "metric": r["metric"],
+                     "reference": fmt_headline(r["workload"], r["ref_value"]),
+                     "this run": fmt_headline(r["workload"], r["value"]),
+                     "ratio": fmt_ratio(r["ratio"]), "95% CI": ci,
+                     "p": f"{r['p_value']:.2g}" if np.isfinite(r["p_value"]) else "–",
+                     "verdict": verdict(r)})
+    return pd.DataFrame(rows, columns=["case", "metric", "reference", "this run", "ratio",
+                                       "95% CI", "p", "verdict"])
+
+
+def geo_display(frame: pd.DataFrame, runs: Sequence[StoredRun]) -> pd.DataFrame:
+    geo = geomeans(frame)
+    host = host_speed(runs)
+    if not host.empty:
+        geo = pd.concat([geo, host], ignore_index=True)
+    geo["geomean ratio"] = geo["geomean ratio"].map(fmt_ratio)
+    return geo
+
+
+def meta_display(runs: Sequence[StoredRun], only_diff: bool) -> pd.DataFrame:
+    diff = metadata_diff(runs)
+    if only_diff:
+        diff = diff[diff["differs"]]
+    return diff.drop(columns="differs").reset_index(drop=True)
+
+
+def add_sections(doc: Doc, runs: Sequence[StoredRun], frame: pd.DataFrame, charts_dir: Path,
+                 rel: str, level: int = 2) -> None:
+    """The comparison as document sections; charts are saved into ``charts_dir``."""
+    ref = runs[0].label
+    doc.para(f"Reference: **{ref}**. Cases aligned by {frame.attrs.get('aligned_by')}. "
+             "Ratio = run / reference of the headline figure (throughput for stream and file: "
+             "higher is better; p50 latency for rr, wwr and pipeline: lower is better); a case "
+             "is significant when its 95 % interval excludes 1.")
+    doc.heading(level + 1, "Geometric mean per workload")
+    doc.table(geo_display(frame, runs))
+    if not host_speed(runs).empty:
+        doc.note("host CPU (probe): the same pure-Python loop timed on the benchmark's CPUs "
+                 "around every case. On shared or virtual machines the CPU's own speed "
+                 "drifts; a workload ratio close to the host's moved with the machine, not "
+                 "with the socket path.")
+    doc.heading(level + 1, "What differs between the runs")
+    diff = metadata_diff(runs)
+    shown = diff[diff["differs"] | ~diff["field"].str.contains("sysctl|net\\.|mtu", regex=True)]
+    doc.table(shown.drop(columns="differs"), highlight=shown["differs"].tolist())
+    same = len(diff) - len(shown)
+    if same:
+        doc.note(f"{same} further kernel settings and interface MTUs are identical in all runs.")
+    cov = coverage(frame)
+    doc.heading(level + 1, "Cases not in every run")
+    if cov.empty:
+        doc.para("Every case is present and finished in every run.")
+    else:
+        doc.table(cov, collapse_after=20, summary=f"{len(cov)} cases missing or failed")
+    name = "compare-curves"
+    if charts.render(curves_chart, runs, out_dir=charts_dir, name=name):
+        doc.figure(f"{rel}/{name}.png", f"{rel}/{name}.svg", "throughput curves per run",
+                   "Stream throughput vs message size, run by run (same y axis)")
+    else:
+        doc.note("Side-by-side throughput curves skipped: no run has stream cases.")
+    for run in runs[1:]:
+        doc.heading(level + 1, f"{run.label} vs {ref}")
+        name = f"compare-ratio-{charts.slug(run.label)}"
+        if charts.render(ratio_chart, frame, run.label, out_dir=charts_dir, name=name):
+            doc.figure(f"{rel}/{name}.png", f"{rel}/{name}.svg", f"ratio to {ref}",
+                       f"{run.label} / {ref} per case, with 95 % intervals")
+        else:
+            doc.note("Ratio chart skipped: no case finished in both runs.")
+        shown_rows = display(frame, run.label)
+        shown_rows["case"] = "`" + shown_rows["case"] + "`"
+        doc.table(shown_rows, collapse_after=40, summary=f"all {len(shown_rows)} cases")
+
+
+def compare_runs(runs: Sequence[Path], out: Path | None = None) -> pd.DataFrame:
+    """Compare stored runs (the first is the reference); write CSV/MD/HTML/charts to ``out``."""
+    stored = open_runs(runs)
+    frame = compare_frame(stored)
+    if out is not None:
+        write_outputs(stored, frame, Path(out))
+    return frame
+
+
+def write_outputs(runs: Sequence[StoredRun], frame: pd.DataFrame, out: Path) -> Path:
+    """compare.csv, README.md and index.html (with charts/) in ``out``; returns index.html."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "compare.csv") as fh:
+        frame.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    doc = Doc(f"flushbench comparison: {', '.join(r.label for r in runs)}")
+    add_sections(doc, runs, frame, out / "charts", "charts")
+    for name, text in (("README.md", doc.markdown()), ("index.html", doc.page())):
+        with atomic_write(out / name) as fh:
+            fh.write(text)
+    return out / "index.html"
+
+
+# -- charts ---------------------------------------------------------------------------------
+
+def ratio_chart(frame: pd.DataFrame, run: str) -> Figure | None:
+    """Ratio to the reference per case on a log axis, 1.0 line, 95 % whiskers."""
+    part = frame[(frame["run"] == run) & (frame["status"] == "ok")
+                 & (frame["ratio"].astype(float) > 0)]
+    if part.empty:
+        return None
+    groups = [(t, g) for t, g in (
+        ("throughput ratio (higher is better)", part[part["workload"].isin(THROUGHPUT_WORKLOADS)]),
+        ("p50 latency ratio (lower is better)", part[~part["workload"].isin(THROUGHPUT_WORKLOADS)]))
+        if not g.empty]
+    heights = [len(g) * 0.2 + 0.9 for _, g in groups]
+    fig = Figure(figsize=(10, min(sum(heights) + 0.6, 120)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(groups), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (title, g) in zip(axes, groups, strict=True):
+        y = np.arange(len(g))[::-1]
+        ratio = g["ratio"].astype(float).to_numpy()
+        lo, hi = g["ci_low"].astype(float).to_numpy(), g["ci_high"].astype(float).to_numpy()
+        colors = [GREY if not s else (GOOD if b else BAD)
+                  for s, b in zip(g["significant"], g["better"], strict=True)]
+        err = np.vstack([np.nan_to_num(ratio - lo), np.nan_to_num(hi - ratio)]).clip(0)
+        ax.errorbar(ratio, y, xerr=err, fmt="none", ecolor="#555", elinewidth=0.8, capsize=2)
+        ax.scatter(ratio, y, c=colors, s=18, zorder=3)
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_yticks(y, g["key"].tolist(), fontsize=7)
+        # The axis follows the ratios; very wide intervals (two values per side) run off it.
+        low, high = float(ratio.min()) / 1.6, float(ratio.max()) * 1.6
+        low, high = min(low, 0.8), max(high, 1.25)
+        ax.set_xscale("log")
+        ax.set_xlim(low, high)
+        nice = FINE_TICKS if high / low < 4 else COARSE_TICKS
+        ticks = [t for t in nice if low <= t <= high]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(-0.7, len(g) - 0.3)
+        ax.set_title(title)
+    fig.suptitle(f"{run} relative to {part['reference'].iloc[0]} "
+                 "(green/red: significantly better/worse; grey: within noise)")
+    return fig
+
+
+def curves_chart(runs: Sequence[StoredRun]) -> Figure | None:
+    """Stream throughput vs size, one panel per run, shared y axis."""
+    frames = []
+    for run in runs:
+        f = with_keys(run.ok[run.ok["workload"] == "stream"])
+        f = f[(f["sb"] == 0) & (pd.to_numeric(f["throughput_bps"], errors="coerce") > 0)]
+        frames.append(f)
+    if all(f.empty for f in frames):
+        return None
+    fig, axes = charts.new_figure(len(runs), sharey=True, width=4.2)
+    for ax, run, f in zip(axes[0], runs, frames, strict=True):
+        for (series, nd), rows in f.groupby(["series", "nd"], sort=True):
+            rows = rows.sort_values("msg_size")
+            ax.plot(rows["msg_size"].astype(int), rows["throughput_bps"].astype(float) / 1e9,
+                    marker="o", ms=3, lw=1.1, ls="--" if nd else "-",
+                    color=charts.color(series), label=f"{series}{' (nodelay)' if nd else ''}")
+        if not f.empty:  # each panel labels its own sizes (runs may differ)
+            charts.size_axis(ax, f["msg_size"].astype(int).tolist())
+        charts.log_axis(ax)
+        ax.set_title(run.label if not f.empty else f"{run.label}: no stream cases")
+        ax.set_xlabel("message size")
+    axes[0][0].set_ylabel("throughput (Gbit/s)")
+    charts.figure_legend(fig, axes)
+    fig.suptitle("Stream throughput by run (dashed: TCP_NODELAY on; sndbuf auto)")
+    return fig
+

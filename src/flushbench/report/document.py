@@ -1,0 +1,221 @@
+"""The published report: ``index.html`` + ``README.md`` + ``charts/``, from stored runs only.
+
+    flushbench report RUN [RUN ...] [--out DIR]
+
+Per run: set-up and both ends' metadata, quality notes, recommendations, myths, charts and
+the full table. With two or more runs, a comparison against the first follows. Nothing in
+the output depends on the time or place it was built, so unchanged runs give byte-identical
+files (the test suite checks this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.compare import compare_frame
+from ..analysis.quality import findings
+from ..analysis.runs import StoredRun, open_runs
+from ..case import size_label
+from ..errors import UsageError
+from ..results import atomic_write
+from . import charts, compare, recommend
+from .format import finding_sentence, fmt_bps, fmt_num, fmt_us
+from .markup import Doc
+
+CHARTS = "charts"
+HOST_ROWS = [("CPU", "cpu_model"), ("CPUs", "cpu_count"), ("kernel", "kernel"), ("OS", "os"),
+             ("memory", "mem_total"), ("Python", "python"), ("implementation", "python_impl"),
+             ("io.DEFAULT_BUFFER_SIZE", "io_default_buffer_size"),
+             ("TCP_CORK", "has_tcp_cork"), ("MSG_MORE", "has_msg_more")]
+
+
+def build_report(runs: Sequence[Path], out: Path) -> Path:
+    """Write the report for ``runs`` into ``out``; returns the path of index.html."""
+    stored = open_runs(runs)
+    out = Path(out)
+    charts_dir = out / CHARTS
+    try:
+        charts_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    for old in sorted(charts_dir.glob("*.png")) + sorted(charts_dir.glob("*.svg")):
+        old.unlink()  # charts/ is the report's own: drop charts of runs no longer shown
+    doc = Doc("flushbench report")
+    doc.para("How should a Python program write to a TCP socket? Send strategies × socket "
+             "options, measured with pyperf. Built from stored runs only; every figure names "
+             "the case it comes from.")
+    doc.table(_overview(stored))
+    for run in stored:
+        _run_section(doc, run, charts_dir)
+    if len(stored) > 1:
+        doc.heading(2, "Comparison")
+        compare.add_sections(doc, stored, compare_frame(stored), charts_dir, CHARTS)
+    with atomic_write(out / "README.md") as fh:
+        fh.write(doc.markdown())
+    with atomic_write(out / "index.html") as fh:
+        fh.write(doc.page())
+    return out / "index.html"
+
+
+def _overview(runs: list[StoredRun]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        client = run.meta.get("client") or {}
+        rows.append({"run": run.label,
+                     "created": run.meta.get("created", "–"),
+                     "transport": run.meta.get("transport") or "–",
+                     "link": run.meta.get("link") or "–",
+                     "suite": (run.meta.get("suite") or {}).get("name", "–"),
+                     "cases": len(run.table), "failed": len(run.failed),
+                     "CPU": client.get("cpu_model", "–"), "kernel": client.get("kernel", "–"),
+                     "Python": client.get("python", "–")})
+    return pd.DataFrame(rows)
+
+
+def _ceiling(doc: Doc, meta: dict[str, Any]) -> None:
+    """The harness ceiling: flushbench beside iperf3 / sockperf (runs made by calibrate)."""
+    cal = meta.get("calibration")
+    if not cal:
+        return
+    doc.heading(3, "Harness ceiling")
+    rows = pd.DataFrame(cal.get("ratios") or [])
+    if rows.empty:
+        doc.note(f"No reference tool was installed ({cal.get('install_hint', '')}).")
+        return
+    rows = rows.assign(flushbench=rows["flushbench"].map(lambda v: f"{v:.2f}"),
+                       reference=rows["reference"].map(lambda v: f"{v:.2f}"),
+                       ratio=rows["ratio"].map(lambda v: f"{v:.3f}"),
+                       case=rows["case"].map(lambda c: f"`{c}`"))
+    doc.table(rows[["metric", "flushbench", "reference", "tool", "ratio", "case"]])
+    doc.note(f"Reference = the mean of the tool's runs before and after flushbench's cases, "
+             f"{cal.get('seconds', '?')} s each, in the same session (flushbench calibrate). "
+             "flushbench's figure is its best strategy's.")
+
+
+def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
+    meta = run.meta
+    doc.heading(2, run.label)
+    suite = meta.get("suite") or {}
+    pyperf = meta.get("pyperf") or {}
+    doc.para(f"Suite **{suite.get('name', '?')}**"
+             + (f" ({suite['description']})" if suite.get("description") else "")
+             + f", transport **{meta.get('transport') or '?'}**"
+             + (f", link `{meta['link']}`" if meta.get("link") else "")
+             + f", created {meta.get('created', '?')}; pyperf {pyperf.get('processes', '?')} "
+             f"processes × {pyperf.get('values', '?')} values ({pyperf.get('warmups', '?')} "
+             f"warmup); flushbench {meta.get('flushbench_version', '?')}; schema "
+             f"{meta.get('schema_version')}. {len(run.table)} cases, {len(run.failed)} failed.")
+    doc.heading(3, "Machines")
+    doc.table(_hosts(meta))
+    settings = _settings(meta)
+    if not settings.empty:
+        doc.table(settings, collapse_after=1, summary="kernel settings and interfaces")
+    _quality(doc, run)
+    _ceiling(doc, meta)
+    doc.heading(3, "Recommendations")
+    recs = recommend.recommendations(run)
+    if recs.empty:
+        doc.note("No finished case with a headline figure: nothing to recommend.")
+    else:
+        recs["cases"] = recs["cases"].map(lambda cs: ", ".join(f"`{c}`" for c in cs))
+        doc.table(recs)
+        doc.note("Best = highest throughput (stream, file) or lowest p50 latency (rr, wwr, "
+                 "pipeline) over the band's sizes; compared with sendall at the same size and "
+                 "options; significance: Welch's t-test on the log per-value rates (scipy).")
+    doc.heading(3, "Myths")
+    for myth in recommend.myths(run):
+        doc.para(f"**“{myth.claim}”** — {myth.verdict}.")
+        doc.bullets(myth.evidence)
+    doc.heading(3, "Charts")
+    slug = charts.slug(run.label)
+    for name, title, builder in charts.RUN_CHARTS:
+        stem = f"{slug}-{name}"
+        if charts.render(builder, run, out_dir=charts_dir, name=stem):
+            doc.figure(f"{CHARTS}/{stem}.png", f"{CHARTS}/{stem}.svg", title, title)
+        else:
+            doc.note(f"{title}: skipped, no data in this run.")
+    doc.heading(3, "All cases")
+    doc.table(_results(run), collapse_after=25, summary=f"all {len(run.table)} cases")
+
+
+def _hosts(meta: dict[str, Any]) -> pd.DataFrame:
+    client, peer = meta.get("client") or {}, meta.get("peer") or {}
+    rows = [{"": label, "client": _show(client.get(key), key),
+             "peer": _show(peer.get(key), key)} for label, key in HOST_ROWS]
+    rows.insert(0, {"": "hostname", "client": _show(client.get("hostname")),
+                    "peer": _show(peer.get("hostname"))})
+    return pd.DataFrame(rows)
+
+
+def _show(value: Any, key: str = "") -> str:
+    if value is None or value == "":
+        return "–"
+    if key == "mem_total" and isinstance(value, (int, float)):
+        return f"{value / 2**30:.1f} GiB"
+    return str(value)
+
+
+def _settings(meta: dict[str, Any]) -> pd.DataFrame:
+    client, peer = meta.get("client") or {}, meta.get("peer") or {}
+    rows = []
+    names = sorted(set(client.get("sysctls") or {}) | set(peer.get("sysctls") or {}))
+    for name in names:
+        rows.append({"setting": name, "client": _show((client.get("sysctls") or {}).get(name)),
+                     "peer": _show((peer.get("sysctls") or {}).get(name))})
+    ifaces = sorted(set(client.get("interfaces") or {}) | set(peer.get("interfaces") or {}))
+    for name in ifaces:
+        mtu = [((side.get("interfaces") or {}).get(name) or {}).get("mtu")
+               for side in (client, peer)]
+        rows.append({"setting": f"{name} MTU", "client": _show(mtu[0]), "peer": _show(mtu[1])})
+    return pd.DataFrame(rows, columns=["setting", "client", "peer"])
+
+
+def _quality(doc: Doc, run: StoredRun) -> None:
+    found = findings(run.table)
+    notes = [finding_sentence(f, lambda c: f"`{c}`") for f in found
+             if f.kind not in ("failed", "few_samples")]
+    if not notes and run.failed.empty:
+        return
+    doc.heading(3, "Quality notes")
+    doc.bullets(notes)
+    for finding in found:
+        if finding.kind == "noisy":
+            doc.table(pd.DataFrame({"noisy case": [f"`{c}`" for c in finding.cases],
+                                    "values spread (rsd)": [_pct(v) for v in finding.values]}),
+                      collapse_after=8, summary=f"the {len(finding.cases)} noisy cases")
+    if not run.failed.empty:
+        doc.para(f"{len(run.failed)} case(s) failed and are left out of charts and advice:")
+        failed = run.failed[["case", "error"]].copy()
+        failed["case"] = "`" + failed["case"] + "`"
+        doc.table(failed, collapse_after=15, summary=f"{len(failed)} failed cases")
+
+
+def _results(run: StoredRun) -> pd.DataFrame:
+    rows = []
+    for row in run.table.to_dict("records"):
+        rows.append({
+            "case": f"`{row['case']}`", "throughput": fmt_bps(row.get("throughput_bps")),
+            "p50": fmt_us(row.get("lat_p50_us")), "p99": fmt_us(row.get("lat_p99_us")),
+            "p99.9": fmt_us(row.get("lat_p999_us")), "segs/msg": fmt_num(row.get("segs_per_msg")),
+            "calls/msg": fmt_num(row.get("send_calls_per_msg")),
+            "CPU s/GB client": fmt_num(row.get("cpu_s_per_gb_client")),
+            "CPU s/GB peer": fmt_num(row.get("cpu_s_per_gb_peer")),
+            "sndbuf req → eff": _sndbuf(row), "noise": _pct(row.get("rate_rsd")),
+            "error": row.get("error") or ""})
+    return pd.DataFrame(rows)
+
+
+def _sndbuf(row: dict[str, Any]) -> str:
+    req = pd.to_numeric(row.get("sndbuf"), errors="coerce")
+    eff = pd.to_numeric(row.get("sndbuf_eff"), errors="coerce")
+    left = "auto" if pd.isna(req) or req == 0 else size_label(req)
+    return f"{left} → {'–' if pd.isna(eff) else int(eff)}"
+
+
+def _pct(x: Any) -> str:
+    v = pd.to_numeric(x, errors="coerce")
+    return "–" if v is None or pd.isna(v) else f"±{v:.1%}"

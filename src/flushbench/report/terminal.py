@@ -1,0 +1,113 @@
+"""Numbers -> the terminal: tables with rich, and the lines shown during a run.
+
+Functions here return rich renderables or strings; only the CLI prints them. Text that came
+from a run (case ids, errors, machine names) is never read as rich markup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..analysis.compare import coverage
+from ..analysis.quality import NOISY_RSD, findings
+from ..analysis.runs import StoredRun
+from ..case import THROUGHPUT_WORKLOADS
+from .compare import display, geo_display, meta_display
+from .format import finding_sentence, fmt_headline, fmt_us
+
+console = Console(stderr=True)
+if not console.is_terminal:  # logs and CI: do not fold case ids into 80 columns
+    console = Console(stderr=True, width=200)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def progress_line(index: int, total: int, case_id: str, row: dict[str, Any]) -> str:
+    """One finished case while a run goes on (when output is not a terminal)."""
+    if row.get("error"):
+        status = "FAILED: " + str(row["error"])
+    elif row.get("workload") in THROUGHPUT_WORKLOADS:
+        status = fmt_headline(str(row["workload"]), row.get("throughput_bps"))
+    else:
+        status = f"p50 {fmt_us(row.get('lat_p50_us'))}, p99 {fmt_us(row.get('lat_p99_us'))}"
+    return f"[{index}/{total}] {case_id}: {status}"
+
+
+def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
+    """One run's cases: the headline figures, what reached the wire, and notes."""
+    table = Table(title=Text(title), show_lines=False, header_style="bold")
+    for name, justify in (("case", "left"), ("Gbit/s", "right"), ("msg/s", "right"),
+                          ("p50 us", "right"), ("p99 us", "right"), ("segs/msg", "right"),
+                          ("calls/msg", "right"), ("sndbuf eff", "right"), ("note", "left")):
+        table.add_column(name, justify=justify, no_wrap=name == "case")  # type: ignore[arg-type]
+    for row in frame.to_dict("records"):
+        note = str(row.get("error") or row.get("opt_mismatch") or "")
+        rsd = pd.to_numeric(row.get("rate_rsd"), errors="coerce")
+        if not row.get("error") and pd.notna(rsd) and rsd > NOISY_RSD:
+            note = (note + "; " if note else "") + f"noisy ±{rsd:.0%}"
+        bps = pd.to_numeric(row.get("throughput_bps"), errors="coerce")
+        table.add_row(Text(str(row["case"])), _fmt(bps / 1e9, ".3f"),
+                      _fmt(row.get("msgs_per_s"), ",.0f"), _fmt(row.get("lat_p50_us"), ".1f"),
+                      _fmt(row.get("lat_p99_us"), ".1f"), _fmt(row.get("segs_per_msg"), ".2f"),
+                      _fmt(row.get("send_calls_per_msg"), ".2f"),
+                      _fmt(row.get("sndbuf_eff"), ".0f"), Text(note),
+                      style="red" if row.get("error") else None)
+    return table
+
+
+def quality_lines(frame: pd.DataFrame) -> list[str]:
+    """The run's quality findings in plain words (see :mod:`flushbench.analysis.quality`)."""
+    return [finding_sentence(f) for f in findings(frame)]
+
+
+def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
+    """flushbench beside iperf3 and sockperf (``flushbench calibrate``)."""
+    table = Table(title=Text(title), header_style="bold")
+    for name in ("metric", "flushbench", "reference", "tool", "ratio", "case"):
+        table.add_column(name, justify="left" if name in ("metric", "tool", "case") else "right")
+    for row in frame.to_dict("records"):
+        table.add_row(Text(str(row["metric"])), _fmt(row["flushbench"], ".2f"),
+                      _fmt(row["reference"], ".2f"), Text(str(row["tool"])),
+                      _fmt(row["ratio"], ".3f"), Text(str(row["case"])))
+    return table
+
+
+def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Any]:
+    """Rich tables: per compared run, the geometric means, the metadata diff, coverage."""
+    out: list[Any] = []
+    styles = {"▲": "green", "▼": "red"}
+    for run in runs[1:]:
+        shown = display(frame, run.label).drop(columns="metric")
+        table = Table(title=f"{run.label} vs {runs[0].label} (reference): throughput for "
+                      "stream/file, p50 latency for rr/wwr/pipeline", header_style="bold")
+        for col in shown.columns:
+            table.add_column(col, justify="left" if col in ("case", "verdict") else "right",
+                             overflow="fold", min_width=24 if col == "case" else None)
+        for _, r in shown.iterrows():
+            table.add_row(*(Text(str(v)) for v in r), style=styles.get(r["verdict"][:1]))
+        out.append(table)
+    for title, data in (("geometric mean per workload", geo_display(frame, runs)),
+                        ("what differs between the runs", meta_display(runs, True)),
+                        ("cases not in every run (or failed)", coverage(frame))):
+        if data.empty:
+            continue
+        table = Table(title=title, header_style="bold")
+        for col in data.columns:
+            table.add_column(str(col))
+        for row in data.itertuples(index=False):
+            table.add_row(*(Text(str(v)) for v in row))
+        out.append(table)
+    out.append(f"aligned by {frame.attrs.get('aligned_by', 'case id')}; intervals 95 %; "
+               "ratio = run / reference (throughput: higher is better; latency: lower)")
+    return out

@@ -1,0 +1,1 @@
+"""The manager process: options, the pyperf manager, peers, merging, host speed, progress."""

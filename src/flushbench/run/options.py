@@ -1,0 +1,113 @@
+"""What one ``flushbench run`` was asked to do, and the suite it will measure.
+
+:class:`RunOptions` is every setting of a run in one frozen-free dataclass (the CLI fills
+it); :func:`prepare_suite` loads, filters and checks the suite before any long work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..measure import strategies
+from ..metadata import machine_id
+from ..suites import Suite, load_suite, parse_suite
+
+
+@dataclass
+class RunOptions:
+    suite: str = "quick"
+    out: Path | None = None
+    filters: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    fast: bool = False
+    resume: Path | None = None
+    loops_file: Path | None = None
+    machine: str | None = None
+    strategy_plugins: list[str] = field(default_factory=list)
+    pin: dict[str, int] = field(default_factory=dict)
+    processes: int | None = None
+    values: int | None = None
+    results_root: Path = Path("results")
+    transport: str = "loopback"
+    quiet: bool = False
+    peers: list[str] = field(default_factory=list)
+    token_file: Path | None = None
+    link: str | None = None
+    inherit_environ: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path | None
+    done: int = 0
+    failed: int = 0
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else (1 if self.failed else 0)
+
+
+def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite:
+    """Load, filter and check the suite before any long work starts."""
+    for spec in opts.strategy_plugins:
+        strategies.load_plugin(spec)
+    strategies.load_entry_points()
+    if meta is not None:
+        suite = parse_suite(meta["suite"]["source"], where=f"{opts.resume}/meta.json")
+        filters = meta.get("filters") or []
+    else:
+        suite = load_suite(opts.suite)
+        filters = opts.filters
+    suite = suite.select(filters)
+    if not suite.cases:
+        raise UsageError(f"no case of suite {suite.name!r} matches --filter "
+                         f"{' '.join(filters)}; see 'flushbench run --dry-run'")
+    for case in suite.cases:
+        try:
+            strategies.check(case.strategy, case.workload)
+        except UsageError as exc:
+            raise UsageError(f"{suite.path or 'suite ' + suite.name}: {case.id}: {exc}") from None
+    changes: dict[str, Any] = {}
+    if meta is not None:  # resume: measure the rest exactly as the run measured the start
+        saved = meta.get("pyperf", {})
+        changes.update({k: saved[k] for k in ("processes", "values", "warmups", "timeout",
+                                              "value_time") if k in saved})
+    elif opts.fast:  # fewer processes and values: rough answers, quickly
+        changes.update(processes=1, values=max(2, suite.values // 2),
+                       value_time=suite.value_time / 2)
+    if opts.processes:
+        changes["processes"] = opts.processes
+    if opts.values:
+        changes["values"] = opts.values
+    if opts.transport != "loopback":
+        changes["cases"] = tuple(c.with_transport(opts.transport) for c in suite.cases)
+    return dataclasses.replace(suite, **changes)
+
+
+def load_loops(path: Path | None) -> dict[str, int]:
+    """A loops file (``loops.json`` or a run directory holding one): case id -> loops."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if path.is_dir():
+        path = path / "loops.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--loops-file {path}: cannot read it ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                             and v > 0 for v in data.values()):
+        raise UsageError(f"--loops-file {path}: expected a JSON object of case id -> loops")
+    return data
+
+
+def default_run_dir(opts: RunOptions, suite: Suite, host: dict[str, Any]) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + suite.name
+    return opts.results_root / (opts.machine or machine_id(host)) / run_id

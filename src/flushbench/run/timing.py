@@ -1,0 +1,48 @@
+"""A public timing hook: where a run's wall time goes, without patching anything.
+
+The manager reports the spans of its own work (a case, pyperf's spawning of workers, the
+merge, the writes, the host probe) to a :class:`Timeline`; workers always record their own
+phases (connect and hello, warm-up, values) in the counters they leave for the manager,
+which hands them to :meth:`Timeline.worker`. ``bench/bench_breakdown.py`` uses it; a normal
+run passes none and pays nothing but a few clock reads per case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+
+class Timeline:
+    """Sums of named spans (seconds), span counts, and the workers' own phases."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.workers: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] += time.perf_counter() - start
+            self.counts[name] += 1
+
+    def worker(self, case_id: str, phases: dict[str, Any]) -> None:
+        """One worker process's phases (seconds; see ``Session.phases``)."""
+        self.workers.append({"case": case_id, **phases})
+
+
+@contextlib.contextmanager
+def span(timeline: Timeline | None, name: str) -> Iterator[None]:
+    """``timeline.span(name)``, or nothing when there is no timeline."""
+    if timeline is None:
+        yield
+        return
+    with timeline.span(name):
+        yield

@@ -1,0 +1,111 @@
+"""Suite files: find them (package data or a path), read them, check their ``[suite]`` table."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..case import Case
+from ..errors import UsageError
+from .matrix import expand, filter_cases
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+@dataclass(frozen=True, slots=True)
+class Suite:
+    """A named, ordered list of cases plus how to measure them."""
+
+    name: str
+    cases: tuple[Case, ...]
+    processes: int = 2
+    values: int = 3
+    warmups: int = 1
+    value_time: float = 0.25  # seconds: a value stops early past this (slow cases)
+    timeout: int = 120  # seconds for one worker process
+    description: str = ""
+    source: str = ""  # the TOML text, kept in meta.json
+    path: str = ""  # where it was read from
+
+    def select(self, patterns: Sequence[str] | None) -> Suite:
+        return dataclasses.replace(self, cases=tuple(filter_cases(self.cases, patterns)))
+
+
+SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "description": str, "processes": int, "values": int, "warmups": int,
+    "value_time": (int, float), "timeout": int}
+
+
+def available_suites() -> dict[str, Path]:
+    """The named suites shipped with flushbench (package data), by name."""
+    found: dict[str, Path] = {}
+    for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            found[entry.name[:-5]] = Path(str(entry))
+    return found
+
+
+def resolve_suite(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise UsageError(f"suite file {name_or_path} does not exist")
+        return path
+    suites = available_suites()
+    if name_or_path not in suites:
+        known = ", ".join(sorted(suites)) or "none found"
+        raise UsageError(f"unknown suite {name_or_path!r}; expected a .toml file or one of: "
+                         f"{known}")
+    return suites[name_or_path]
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = resolve_suite(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"suite file {path} cannot be read: {exc}") from None
+    return dataclasses.replace(parse_suite(text, where=str(path), default_name=path.stem),
+                               path=str(path))
+
+
+def parse_suite(text: str, where: str = "suite", default_name: str = "custom") -> Suite:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"suite", "matrix"})
+    if unknown:
+        raise UsageError(f"{where}: unknown top-level key {unknown[0]!r}; expected [suite] "
+                         "and [[matrix]] tables")
+    head: Any = data.get("suite", {})
+    if not isinstance(head, dict):
+        raise UsageError(f"{where}: [suite] must be a table")
+    for key, value in head.items():
+        if key not in SUITE_KEYS:
+            raise UsageError(f"{where}: [suite] has unknown key {key!r}; expected some of "
+                             f"{', '.join(SUITE_KEYS)}")
+        if not isinstance(value, SUITE_KEYS[key]) or isinstance(value, bool):
+            raise UsageError(f"{where}: [suite] {key} has the wrong type ({value!r})")
+    for key in ("processes", "values", "timeout"):
+        if key in head and head[key] < 1:
+            raise UsageError(f"{where}: [suite] {key} must be >= 1, got {head[key]}")
+    if head.get("warmups", 0) < 0 or head.get("value_time", 1) <= 0:
+        raise UsageError(f"{where}: [suite] warmups must be >= 0 and value_time > 0")
+    matrices = data.get("matrix")
+    if not isinstance(matrices, list) or not matrices:
+        raise UsageError(f"{where}: needs at least one [[matrix]] table")
+    cases = expand(matrices, where)
+    settings: dict[str, Any] = dict(head)
+    name = str(settings.pop("name", default_name))
+    if "value_time" in settings:
+        settings["value_time"] = float(settings["value_time"])
+    return Suite(name=name, cases=tuple(cases), source=text, **settings)
