@@ -1,7 +1,7 @@
-"""Sessions: tests (default), bench, report, compare, lint.
+"""Sessions: check (default: lint, typing, tests), bench, report, compare, perf, fuzz.
 
     pip install nox && nox -s bench     # quick suite on loopback: a run and its report
-    pip install nox && nox -s tests     # the test suite (what CI runs)
+    pip install nox && nox -s check     # lint, typing and tests (what CI runs)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["check"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Tools some tests use, by the binary they need and the Debian package that has it.
@@ -96,6 +96,21 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the sources and tests."""
+    """ruff over the sources, tests and benchmarks."""
     session.install("ruff")
     session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict over the package (settings in pyproject.toml)."""
+    session.install("-e", ".[typing]")
+    session.run("mypy", *(session.posargs or []))
+
+
+@nox.session
+def check(session: nox.Session) -> None:
+    """The README's check command: lint, typing, then the tests (CI runs exactly this)."""
+    session.notify("lint")
+    session.notify("typing")
+    session.notify("tests")

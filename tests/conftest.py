@@ -1,5 +1,9 @@
 """Shared fixtures. Every test is checked for leaks: a child process, a listening socket, a
-network namespace, a veth/TUN link or a temporary file it leaves behind fails it."""
+network namespace, a veth/TUN link or a temporary file it leaves behind fails it.
+
+The test session gets a temporary directory of its own (TMPDIR and ``tempfile.tempdir``
+point into it, and child processes inherit TMPDIR), and the leak check watches only that:
+other programs on the machine may write to /tmp while the tests run."""
 
 from __future__ import annotations
 
@@ -83,7 +87,25 @@ def links() -> set[str]:
         return set()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the session's (and its children's) temporary files at a private folder."""
+    if os.environ.get("FLUSHBENCH_TEST_TMP"):  # a nested pytest: keep the outer folder
+        return
+    private = tempfile.mkdtemp(prefix="flushbench-tests-")
+    os.environ["FLUSHBENCH_TEST_TMP"] = os.environ["TMPDIR"] = private
+    tempfile.tempdir = private
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private = os.environ.get("FLUSHBENCH_TEST_TMP")
+    if private and tempfile.tempdir == private:
+        import shutil
+
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def temp_entries() -> set[str]:
+    """What is in the session's own temporary folder (pytest's tmp_path lives elsewhere)."""
     return {n for n in os.listdir(tempfile.gettempdir()) if not n.startswith("pytest-of-")}
 
 

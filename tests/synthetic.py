@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from flushbench.case import Case
 from flushbench.results import COLUMNS, RunWriter
-from flushbench.suite import Case
 
 SINGLE_CALL = {"makefile", "sendmsg", "coalesce", "cork", "msg_more", "sendfile"}
 CALL_COST_S = {"send": 1.3e-6, "sendall": 1.0e-6, "makefile": 0.7e-6, "sendmsg": 0.9e-6,

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from flushbench import agentproto as proto
-from flushbench import wire
-from flushbench.agent_client import RemotePeer, SshAgent, read_token
 from flushbench.errors import PeerError, ProtocolError, SetupError, UsageError
+from flushbench.measure import protocol as wire
+from flushbench.remote import protocol as proto
+from flushbench.remote.client import RemotePeer, SshAgent, read_token
 
-SRC = str(Path(proto.__file__).parents[1])
+SRC = str(Path(proto.__file__).parents[2])
 TOKEN = b"s3cret-token-for-tests-0123456789"
 
 
@@ -66,7 +66,7 @@ class AgentProc:
         self.log_path = log
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "flushbench.agent", "--port", "0", *args],
+                [*prefix, sys.executable, "-m", "flushbench", "agent", "--port", "0", *args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=child_env())
         try:
             assert self.proc.stdout is not None
@@ -156,7 +156,7 @@ class Raw:
         self.sock.sendall(proto.encode(obj))
 
     def send_body(self, body: bytes) -> None:
-        self.sock.sendall(proto.HEAD.pack(len(body)) + body)
+        self.sock.sendall(wire.FRAME_HEAD.pack(len(body)) + body)
 
     def hello(self, token: bytes | None = None, **override: Any) -> tuple[bytes, dict[str, Any]]:
         """Read the greeting and answer it; returns the agent's nonce and the hello sent."""
@@ -202,8 +202,8 @@ def data_hello(addr: tuple[str, int], workload: str = "rr", source: str | None =
                                     source_address=(source, 0) if source else None)
     hello = {"v": wire.PROTOCOL_VERSION, "workload": workload, "msg_size": 64, "reply": 1,
              "batch": 1, "rcvbuf": 0, **fields}
-    wire.send_json(sock, hello)
-    return sock, wire.recv_json(sock)
+    wire.send_frame(sock, hello)
+    return sock, wire.recv_frame(sock)
 
 
 # ------------------------------------------------------------------------- handshake, peer
@@ -415,7 +415,7 @@ def test_oversized_frame_refused(token_agent: AgentProc) -> None:
         assert raw.closed()
     with Raw(agent) as raw:  # only the length: the agent does not wait for the body
         raw.recv()
-        raw.sock.sendall(proto.HEAD.pack(0xFFFFFFFF))
+        raw.sock.sendall(wire.FRAME_HEAD.pack(0xFFFFFFFF))
         reply = raw.recv()
         assert reply and reply["code"] == "frame"
     assert_serves(agent, TOKEN)
@@ -551,7 +551,7 @@ def test_peer_serves_only_the_session_client(start_agent: Callable[..., AgentPro
 @pytest.mark.parametrize("bind", ["0.0.0.0", "::", "localhost.invalid"])
 def test_public_bind_without_token_refuses(tmp_path: Path, bind: str) -> None:
     """--bind to a non-loopback (or unresolvable) address without a token: one-line error."""
-    proc = subprocess.run([sys.executable, "-m", "flushbench.agent", "--bind", bind, "--port",
+    proc = subprocess.run([sys.executable, "-m", "flushbench", "agent", "--bind", bind, "--port",
                            "0"], capture_output=True, text=True, timeout=30, env=child_env())
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("flushbench: error:")
@@ -603,7 +603,7 @@ def test_read_token(tmp_path: Path) -> None:
 def test_agent_with_missing_token_file_refuses(tmp_path: Path) -> None:
     """An unreadable --token-file stops the agent before it binds, naming the file."""
     missing = tmp_path / "nope"
-    proc = subprocess.run([sys.executable, "-m", "flushbench.agent", "--port", "0",
+    proc = subprocess.run([sys.executable, "-m", "flushbench", "agent", "--port", "0",
                            "--token-file", str(missing)], capture_output=True, text=True,
                           timeout=30, env=child_env())
     assert proc.returncode == 2 and str(missing) in proc.stderr and proc.stdout == ""
@@ -611,7 +611,7 @@ def test_agent_with_missing_token_file_refuses(tmp_path: Path) -> None:
 
 def test_help() -> None:
     """python -m flushbench.agent --help lists the options."""
-    out = subprocess.run([sys.executable, "-m", "flushbench.agent", "--help"],
+    out = subprocess.run([sys.executable, "-m", "flushbench", "agent", "--help"],
                          capture_output=True, text=True, timeout=30, env=child_env()).stdout
     for option in ("--bind", "--port", "--token-file", "--max-duration", "--max-bytes"):
         assert option in out
@@ -629,7 +629,7 @@ def test_namespace_address_needs_token(start_agent: Callable[..., AgentProc],
         pytest.skip(str(exc))
     with Netlab("none") as lab:
         prefix = ("ip", "netns", "exec", lab.server_ns)
-        refused = subprocess.run([*prefix, sys.executable, "-m", "flushbench.agent", "--bind",
+        refused = subprocess.run([*prefix, sys.executable, "-m", "flushbench", "agent", "--bind",
                                   lab.server_addr, "--port", "0"], capture_output=True,
                                  text=True, timeout=30, env=child_env())
         assert refused.returncode == 2 and "--token-file" in refused.stderr
@@ -671,13 +671,13 @@ def test_ssh_agent_with_fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
     token = write_token(tmp_path / "token")
     with SshAgent("localhost", str(token), bind="127.0.0.1", connect_host="127.0.0.1",
-                  command=(sys.executable, "-m", "flushbench.agent"), ssh=str(fake)) as ssh:
+                  command=(sys.executable, "-m", "flushbench", "agent"), ssh=str(fake)) as ssh:
         agent_pid = ssh.ready["pid"]
         with RemotePeer(ssh.addr, TOKEN) as peer:
             assert peer.port > 0
     assert wait_gone(agent_pid, 5) and wait_gone(peer.pid, 5)
     with pytest.raises(SetupError, match="did not start"):
-        SshAgent("localhost", None, command=(sys.executable, "-m", "flushbench.agent"),
+        SshAgent("localhost", None, command=(sys.executable, "-m", "flushbench", "agent"),
                  ssh=str(fake)).start()  # 0.0.0.0 without a token: refused remotely
 
 

@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from flushbench import agentproto as proto
-from flushbench.agent_client import RemotePeer
+from flushbench.measure import protocol as wire
+from flushbench.remote import protocol as proto
+from flushbench.remote.client import RemotePeer
 from test_agent import TOKEN, AgentProc, assert_serves, wait_gone, write_token
 
 EXAMPLES = int(os.environ.get("FLUSHBENCH_FUZZ_EXAMPLES", "60"))
@@ -186,7 +187,7 @@ proto_dicts = st.fixed_dictionaries({}, optional={
 
 def frame_bytes(body: bytes, delta: int) -> bytes:
     """A frame whose length field is off by *delta* (0: honest); huge values overflow the cap."""
-    return proto.HEAD.pack(max(0, min(len(body) + delta, 0xFFFFFFFF))) + body
+    return wire.FRAME_HEAD.pack(max(0, min(len(body) + delta, 0xFFFFFFFF))) + body
 
 
 bodies = (json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=300)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flushbench import cli, strategies
+from flushbench import cli
+from flushbench.measure import strategies
 from flushbench.results import RunWriter
 
 

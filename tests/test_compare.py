@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -11,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flushbench import compare
-from flushbench.errors import ResultsError, UsageError
+from flushbench import cli as fbcli
+from flushbench.analysis import compare
+from flushbench.analysis.runs import open_runs
+from flushbench.analysis.stats import compare_latency, compare_rates
+from flushbench.case import Case
+from flushbench.errors import ResultsError
+from flushbench.report import compare as report_compare
 from flushbench.results import SCHEMA_VERSION, TABLE
-from flushbench.stored import compare_latency, compare_rates, open_runs
-from flushbench.suite import Case
 from synthetic import host, make_meta, small_cases, write_run
 
 SPEED = 1.25  # the second machine is 25 % faster in every case
@@ -37,7 +39,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def frame(pair: list[Path]) -> pd.DataFrame:
-    return compare.compare_runs(pair, None)
+    return report_compare.compare_runs(pair, None)
 
 
 def test_ratios_recover_the_true_speed_up(frame: pd.DataFrame) -> None:
@@ -79,7 +81,7 @@ def test_three_runs_with_a_case_only_in_the_last(tmp_path: Path) -> None:
     a = write_run(tmp_path, "a", "r", base)
     b = write_run(tmp_path, "b", "r", base, speed=1.5)
     c = write_run(tmp_path, "c", "r", [*base, extra], speed=2.0)
-    out = compare.compare_runs([a, b, c])
+    out = report_compare.compare_runs([a, b, c])
     assert sorted(set(out["run"])) == ["b/r", "c/r"]
     assert len(out[out["run"] == "b/r"]) == 1
     only = out[out["key"] == extra.id]
@@ -104,13 +106,13 @@ def test_latency_uses_per_value_p50s_and_falls_back_to_pooled(tmp_path: Path) ->
     cases = [Case("rr", "sendall", 64), Case("wwr", "makefile", 64)]
     a = write_run(tmp_path / "with", "a", "r", cases)
     b = write_run(tmp_path / "with", "b", "r", cases, speed=SPEED, seed=4)
-    out = compare.compare_runs([a, b])
+    out = report_compare.compare_runs([a, b])
     assert (out["method"] == "Welch t on log per-value p50").all()
     assert np.allclose(out["ratio"], 1 / SPEED, rtol=0.06) and out["significant"].all()
     c = write_run(tmp_path / "without", "a", "r", cases, ops_per_value=False)
     d = write_run(tmp_path / "without", "b", "r", cases, speed=SPEED, seed=4,
                   ops_per_value=False)
-    pooled = compare.compare_runs([c, d])
+    pooled = report_compare.compare_runs([c, d])
     assert pooled["method"].str.startswith("bootstrap of pooled p50").all()
     assert np.allclose(pooled["ratio"], 1 / SPEED, rtol=0.06)
 
@@ -119,7 +121,7 @@ def test_identical_runs_are_within_noise(tmp_path: Path) -> None:
     """Two runs with the same data give ratio 1 and no significant case."""
     a = write_run(tmp_path, "a", "r", small_cases(), seed=3)
     b = write_run(tmp_path, "b", "r", small_cases(), seed=3)
-    out = compare.compare_runs([a, b])
+    out = report_compare.compare_runs([a, b])
     assert np.allclose(out["ratio"], 1.0)
     assert not out["significant"].any()
 
@@ -140,7 +142,7 @@ def test_runs_with_different_transports_align_without_the_suffix(tmp_path: Path)
     a = write_run(tmp_path, "a", "r", cases)
     b = write_run(tmp_path, "b", "r", [c.with_transport("emulated") for c in cases], seed=2,
                   meta=make_meta("b", "r", transport="emulated"))
-    out = compare.compare_runs([a, b])
+    out = report_compare.compare_runs([a, b])
     assert list(out["status"]) == ["ok", "ok"]
     assert set(out["key"]) == {"stream-sendall-s1K-p2-nd0-sbauto", "rr-sendall-s64-p2-nd0-sbauto"}
     assert "transport" in out.attrs["aligned_by"]
@@ -152,7 +154,7 @@ def test_mismatched_suites_have_no_common_case(tmp_path: Path) -> None:
     """Runs of different suites compare to an all-missing table, not an error."""
     a = write_run(tmp_path, "a", "r", [Case("stream", "sendall", 64)])
     b = write_run(tmp_path, "b", "r", [Case("rr", "sendall", 64)])
-    out = compare.compare_runs([a, b], tmp_path / "out")
+    out = report_compare.compare_runs([a, b], tmp_path / "out")
     assert sorted(out["status"]) == ["missing in b/r", "missing in the reference"]
     assert compare.geomeans(out).empty
     md = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
@@ -164,7 +166,7 @@ def test_runs_without_samples_fall_back_to_table_values(tmp_path: Path) -> None:
     cases = [Case("stream", "sendall", 1024), Case("wwr", "sendall", 64)]
     a = write_run(tmp_path, "a", "r", cases, no_samples=[c.id for c in cases])
     b = write_run(tmp_path, "b", "r", cases, speed=2.0, no_samples=[c.id for c in cases])
-    out = compare.compare_runs([a, b])
+    out = report_compare.compare_runs([a, b])
     assert (out["method"] == "table values").all()
     assert out["ci_low"].isna().all() and not out["significant"].any()
     assert np.allclose(out["ratio"], [2.0, 0.5], rtol=0.1)
@@ -173,7 +175,7 @@ def test_runs_without_samples_fall_back_to_table_values(tmp_path: Path) -> None:
 def test_outputs_csv_markdown_html_and_charts(pair: list[Path], tmp_path: Path) -> None:
     """--out writes a CSV that round-trips, Markdown and HTML that show existing charts."""
     out = tmp_path / "cmp"
-    frame = compare.compare_runs(pair, out)
+    frame = report_compare.compare_runs(pair, out)
     csv = pd.read_csv(out / "compare.csv", keep_default_na=False, na_values=[""])
     assert list(csv.columns) == compare.COLUMNS and len(csv) == len(frame)
     assert np.allclose(csv["ratio"].dropna(), frame["ratio"].dropna(), rtol=1e-5)
@@ -188,16 +190,14 @@ def test_outputs_csv_markdown_html_and_charts(pair: list[Path], tmp_path: Path) 
 def test_cli_prints_a_table_and_refuses_one_run(pair: list[Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The compare hook prints the per-case table; a single run is a usage error."""
-    parser = argparse.ArgumentParser()
-    compare.add_arguments(parser)
-    assert compare.main(parser.parse_args([str(p) for p in pair])) == 0
+    assert fbcli.main(["compare", *map(str, pair)]) == 0
     text = capsys.readouterr().out
     assert "beta/r1 vs alpha/r1" in text and "▲ better" in text
     assert "stream-sendall-s64K-p2-nd0-sbauto-loopback" in text
     assert "missing in the reference" in text
-    with pytest.raises(UsageError, match="at least two runs"):
-        compare.main(parser.parse_args([str(pair[0])]))
-    assert compare.main(parser.parse_args([str(pair[0].parent.parent)])) == 0  # a folder
+    assert fbcli.main(["compare", str(pair[0])]) == 2
+    assert "at least two runs" in capsys.readouterr().err
+    assert fbcli.main(["compare", str(pair[0].parent.parent)]) == 0  # a folder
 
 
 def test_newer_schema_and_corrupt_runs_are_refused(pair: list[Path], tmp_path: Path) -> None:
@@ -207,13 +207,13 @@ def test_newer_schema_and_corrupt_runs_are_refused(pair: list[Path], tmp_path: P
     meta["schema_version"] = SCHEMA_VERSION + 1
     (newer / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ResultsError, match="upgrade"):
-        compare.compare_runs([pair[0], newer])
+        report_compare.compare_runs([pair[0], newer])
     broken = write_run(tmp_path, "c", "r", [Case("rr", "sendall", 64)])
     (broken / TABLE).write_text("workload\n")
     with pytest.raises(ResultsError, match="not a flushbench table"):
-        compare.compare_runs([pair[0], broken])
+        report_compare.compare_runs([pair[0], broken])
     with pytest.raises(ResultsError, match="does not exist"):
-        compare.compare_runs([pair[0], tmp_path / "missing"])
+        report_compare.compare_runs([pair[0], tmp_path / "missing"])
 
 
 def test_statistics_come_out_the_same_every_time() -> None:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from flushbench import hostspeed
+from flushbench.run import hostspeed
 
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"),
                                     reason="no sched_setaffinity on this platform")

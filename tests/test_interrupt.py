@@ -15,7 +15,7 @@ import pytest
 
 import flushbench
 from flushbench.results import COLUMNS
-from flushbench.suite import load_suite
+from flushbench.suites import load_suite
 from test_run import ROOT, TESTS, flushbench_cli
 
 REPEATS = int(os.environ.get("FLUSHBENCH_INTERRUPT_REPEATS", "20"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -11,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flushbench import charts, recommend, report
+from flushbench import cli
+from flushbench.analysis.runs import open_runs
+from flushbench.case import Case
 from flushbench.errors import ResultsError, UsageError
+from flushbench.report import charts, document, recommend
 from flushbench.results import SCHEMA_VERSION, TABLE, load, sample_path
-from flushbench.stored import open_runs
-from flushbench.suite import Case
 from synthetic import host, make_meta, small_cases, write_run
 
 FAILED = "stream-sendall-s64-p2-nd1-sbauto-loopback"
@@ -38,7 +38,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def built(two_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    index = report.build_report(two_runs, out)
+    index = document.build_report(two_runs, out)
     assert index == out / "index.html"
     return out
 
@@ -94,7 +94,7 @@ def test_report_is_byte_identical_when_rebuilt(two_runs: list[Path], built: Path
                                                tmp_path: Path) -> None:
     """Regenerating the report leaves every file byte-identical, and no path leaks in."""
     before = files(built)
-    report.build_report(two_runs, built)
+    document.build_report(two_runs, built)
     assert files(built) == before
     for name, data in before.items():
         if name.endswith((".html", ".md", ".svg")):
@@ -106,8 +106,8 @@ def test_changed_data_changes_the_charts(tmp_path: Path) -> None:
     cases = [Case("stream", "sendall", s) for s in (64, 1024)]
     a = write_run(tmp_path / "a", "m", "r", cases, seed=1)
     b = write_run(tmp_path / "b", "m", "r", cases, seed=2)
-    report.build_report([a], tmp_path / "ra")
-    report.build_report([b], tmp_path / "rb")
+    document.build_report([a], tmp_path / "ra")
+    document.build_report([b], tmp_path / "rb")
     name = "charts/m-r-throughput-stream.png"
     assert files(tmp_path / "ra")[name] != files(tmp_path / "rb")[name]
 
@@ -116,7 +116,7 @@ def test_single_case_run_skips_charts_with_a_note(tmp_path: Path) -> None:
     """A run with one rr case reports; charts without data are skipped with one line each."""
     run = write_run(tmp_path, "solo", "r", [Case("rr", "sendall", 64)])
     out = tmp_path / "out"
-    report.build_report([run], out)
+    document.build_report([run], out)
     md = (out / "README.md").read_text(encoding="utf-8")
     assert "Throughput vs message size (stream): skipped, no data in this run." in md
     assert "The Nagle trap (write-write-read): skipped, no data in this run." in md
@@ -134,7 +134,7 @@ def test_table_missing_optional_columns_still_reports(tmp_path: Path) -> None:
     table.drop(columns=dropped).to_csv(run / TABLE, index=False)
     assert set(dropped) <= set(load(run).columns)
     out = tmp_path / "out"
-    report.build_report([run], out)
+    document.build_report([run], out)
     md = (out / "README.md").read_text(encoding="utf-8")
     for title in ("Segments and send calls per message", "CPU seconds per GB",
                   "SO_SNDBUF requested vs effective"):
@@ -153,7 +153,7 @@ def test_quality_notes_name_the_noisy_cases_and_the_host_speed(tmp_path: Path) -
     table.loc[table.index[0], "host_speed"] = table["host_speed"].iloc[1] * 1.5
     table.to_csv(run / TABLE, index=False)
     out = tmp_path / "out"
-    report.build_report([run], out)
+    document.build_report([run], out)
     md = (out / "README.md").read_text(encoding="utf-8")
     assert "2 case(s) are noisy" in md
     rows = [line for line in md.splitlines() if line.startswith("| `stream-")
@@ -169,7 +169,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     meta["schema_version"] = SCHEMA_VERSION + 1
     (run / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ResultsError, match="upgrade flushbench"):
-        report.build_report([run], tmp_path / "out")
+        document.build_report([run], tmp_path / "out")
 
 
 @pytest.mark.parametrize("damage", ["no-dir", "meta", "table", "samples"])
@@ -185,7 +185,7 @@ def test_bad_input_is_a_one_line_results_error(tmp_path: Path, damage: str) -> N
     else:
         sample_path(run, "rr-sendall-s64-p2-nd0-sbauto-loopback").write_bytes(b"PK\x03trunc")
     with pytest.raises(ResultsError) as info:
-        report.build_report([run], tmp_path / "out")
+        document.build_report([run], tmp_path / "out")
     assert "\n" not in str(info.value)
 
 
@@ -194,7 +194,7 @@ def test_unwritable_output_is_a_usage_error(tmp_path: Path) -> None:
     run = write_run(tmp_path, "m", "r", [Case("rr", "sendall", 64)])
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(UsageError, match="cannot write the report"):
-        report.build_report([run], tmp_path / "file" / "out")
+        document.build_report([run], tmp_path / "file" / "out")
 
 
 def test_stale_charts_of_other_runs_are_removed(tmp_path: Path) -> None:
@@ -202,8 +202,8 @@ def test_stale_charts_of_other_runs_are_removed(tmp_path: Path) -> None:
     a = write_run(tmp_path, "a", "r", [Case("stream", "sendall", 64)])
     b = write_run(tmp_path, "b", "r", [Case("stream", "sendall", 64)])
     out = tmp_path / "out"
-    report.build_report([a], out)
-    report.build_report([b], out)
+    document.build_report([a], out)
+    document.build_report([b], out)
     names = sorted(p.name for p in (out / "charts").iterdir())
     assert names and all(n.startswith("b-r-") for n in names)
 
@@ -260,14 +260,11 @@ def test_cli_hook_accepts_a_results_folder(tmp_path: Path,
     """`report RESULTS --out DIR` finds the runs below the folder and prints index.html."""
     for machine in ("m1", "m2"):
         write_run(tmp_path / "results", machine, "r", [Case("rr", "sendall", 64)])
-    parser = argparse.ArgumentParser()
-    report.add_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "results"), "--out", str(tmp_path / "o")])
-    assert report.main(args) == 0
+    assert cli.main(["report", str(tmp_path / "results"), "--out", str(tmp_path / "o")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "o" / "index.html")
     md = (tmp_path / "o" / "README.md").read_text(encoding="utf-8")
     assert "## m1/r" in md and "## m2/r" in md and "## Comparison" in md
-    assert parser.parse_args(["x"]).out == Path("results/report")
+    assert cli.build_parser().parse_args(["report", "x"]).out == Path("results/report")
 
 
 def test_chart_builders_return_none_without_data(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from flushbench.report import build_report
+from flushbench.report.document import build_report
 from synthetic import host, make_meta, small_cases, write_run
 
 CHROMIUM = os.environ.get("FLUSHBENCH_CHROMIUM") or shutil.which("chromium") or (

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flushbench import sockopts
+from flushbench.measure import sockopts
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="Linux kernel behaviour")
 

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flushbench.case import Case
 from flushbench.errors import UsageError
-from flushbench.suite import Case, available_suites, expand, filter_cases, load_suite, parse_suite
+from flushbench.suites import available_suites, expand, filter_cases, load_suite, parse_suite
 
 GOOD = """
 [suite]
