@@ -1,0 +1,108 @@
+"""Paired verdicts: is a case better or worse than its baseline, measured side by side?
+
+A run measures every case of a cell once per round, in a fresh random order (see
+``run/schedule.py``), so a case and its baseline share each round's drift. Per round r:
+
+    d_r = ln(metric of the case in round r / metric of the baseline in round r)
+
+The ratio is exp(mean d) with a 95 % t interval over rounds (df = R - 1); p from the paired t
+test (Kalibera & Jones, "Rigorous benchmarking in reasonable time", 2013). Over a run's
+comparisons the false discovery rate is held with Benjamini-Hochberg (q values). A verdict
+says "better" or "worse" only when q < alpha, the interval excludes 1 and the ratio is at
+least ``min_effect`` away from 1; otherwise "same" (within the interval's reach).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+ALPHA = 0.05
+MIN_EFFECT = 0.03  # ratios within 3 % of 1 are "same" whatever the interval says
+VERDICT_COLUMNS = ["case", "baseline", "metric", "ratio", "ci_low", "ci_high", "p_value",
+                   "q_value", "verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A figure a verdict is taken on: a column of the trials and its better direction."""
+
+    column: str
+    label: str
+    higher_is_better: bool
+
+
+THROUGHPUT = Metric("throughput_bps", "throughput", True)
+P50 = Metric("lat_p50_us", "p50 latency", False)
+P99 = Metric("lat_p99_us", "p99 latency", False)
+SEGMENTS = Metric("segs_per_msg", "segments per message", False)
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """A case against its baseline over the rounds both finished."""
+
+    ratio: float  # exp(mean of the per-round log ratios)
+    low: float
+    high: float
+    p_value: float
+    rounds: int
+
+
+def paired_ratio(case: Sequence[float], baseline: Sequence[float],
+                 alpha: float = ALPHA) -> Paired | None:
+    """The paired ratio case/baseline over rounds (element i of each is round i).
+
+    Rounds where either side is missing, zero or not finite are left out; None when fewer
+    than two rounds remain.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(case, dtype=float), np.asarray(baseline, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    d = np.log(a[keep]) - np.log(b[keep])
+    n = int(d.size)
+    if n < 2:
+        return None
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1))
+    if sd <= 1e-12:  # the same ratio in every round (to rounding): no spread to test against
+        ratio = math.exp(mean)
+        return Paired(ratio, ratio, ratio, 1.0 if mean == 0 else 0.0, n)
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    return Paired(math.exp(mean), math.exp(mean - half), math.exp(mean + half), p, n)
+
+
+def q_values(p_values: Iterable[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p values (NaN stays NaN and is not counted)."""
+    from scipy import stats
+
+    p = np.asarray(list(p_values), dtype=float)
+    q = np.full(p.shape, np.nan)
+    known = np.isfinite(p)
+    if known.any():
+        q[known] = stats.false_discovery_control(np.clip(p[known], 0.0, 1.0), method="bh")
+    return [float(x) for x in q]
+
+
+def verdict(paired: Paired | None, q_value: float, higher_is_better: bool,
+            min_effect: float = MIN_EFFECT, alpha: float = ALPHA) -> str:
+    """better / worse / same (the case against its baseline), or "no data"."""
+    if paired is None or not math.isfinite(paired.ratio):
+        return "no data"
+    excludes_one = paired.low > 1.0 or paired.high < 1.0
+    big_enough = abs(math.log(paired.ratio)) >= math.log1p(min_effect)
+    if not (math.isfinite(q_value) and q_value < alpha and excludes_one and big_enough):
+        return "same"
+    return "better" if (paired.ratio > 1.0) == higher_is_better else "worse"
+
+
+def within(paired: Paired | None) -> float:
+    """How far from 1 the interval reaches (0.04 = "same within ±4 %"); NaN without data."""
+    if paired is None:
+        return math.nan
+    return max(abs(paired.high - 1.0), abs(1.0 - paired.low))
