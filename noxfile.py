@@ -67,21 +67,32 @@ def compare(session: nox.Session) -> None:
     session.run("flushbench", "compare", *session.posargs)
 
 
+# What `nox -s perf` runs, script by script: the fast settings.
+PERF_FAST = {
+    "overhead": ["--fast"],  # pyperf --fast
+    "wall": [],  # smoke and quick, once each
+    "repeat": ["--filter", "stream-*", "--filter", "file-*"],  # the throughput cases only
+    "breakdown": ["--suite", "smoke"],
+}
+
+
 @nox.session
 def perf(session: nox.Session) -> None:
-    """Measure the harness: timed-loop overhead (pyperf), suite wall time, run-to-run agreement.
+    """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown}.py.
 
-        nox -s perf                              # all: overhead + wall (smoke, quick) + repeat
-        nox -s perf -- --fast                    # all --fast
-        nox -s perf -- overhead -o FILE [--fast] # one mode; any args of bench/bench_harness.py
-        nox -s perf -- repeat --filter 'stream-*'
-        nox -s perf -- breakdown                 # where the quick suite's wall time goes
+        nox -s perf                         # all four in turn, fast settings (PERF_FAST)
+        nox -s perf -- breakdown            # one script, with its own defaults (quick suite)
+        nox -s perf -- repeat --suite smoke # one script; the rest goes to it (see --help)
     """
     session.install("-e", ".")
-    args = list(session.posargs) or ["all"]
-    if args[0].startswith("-"):  # options alone belong to `all`
-        args = ["all", *args]
-    session.run("python", "bench/bench_harness.py", *args)
+    if not session.posargs:
+        for name, args in PERF_FAST.items():
+            session.run("python", f"bench/bench_{name}.py", *args)
+        return
+    name, *args = session.posargs
+    if name not in PERF_FAST:
+        session.error(f"usage: nox -s perf [-- {'|'.join(PERF_FAST)} [ARGS...]]")
+    session.run("python", f"bench/bench_{name}.py", *args)
 
 
 @nox.session

@@ -2,7 +2,7 @@
 
     python bench/bench_hostdrift.py [--seconds 360] [--run-seconds 90] [--out FILE.json]
 
-Runs flushbench's host-speed probe (``flushbench.hostspeed``: a fixed pure-Python loop)
+Runs flushbench's host-speed probe (``flushbench.run.hostspeed``: a fixed pure-Python loop)
 back to back on every CPU at once, one process pinned per CPU, in 0.1 s slices, for
 ``--seconds``. Then it asks what a perfect harness would see: take two back-to-back windows of
 ``--run-seconds`` (two runs of a suite), average the probe over each whole window, and compare.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flushbench import hostspeed  # noqa: E402
+from flushbench.run import hostspeed  # noqa: E402
 
 SLICE_S = 0.1
 TOLERANCE = 0.10
