@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Sequence
 
 from flushbench import Strategy
+from flushbench.measure.strategies import Buffer
 
 
 class RecordingStrategy(Strategy):
@@ -20,7 +22,7 @@ class RecordingStrategy(Strategy):
         super().__init__(sock, buffer)
         self.recorded = False
 
-    def send_message(self, parts) -> None:  # type: ignore[no-untyped-def]
+    def send_message(self, parts: Sequence[Buffer]) -> None:
         if not self.recorded:
             self.recorded = True
             path = os.environ.get("FLUSHBENCH_TEST_RECORD")

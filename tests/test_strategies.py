@@ -1,190 +1,193 @@
-"""Conformance: every strategy delivers exactly the bytes of each message, in order.
+"""Conformance: every strategy passes flushbench.testing.check_strategy, and the kit can fail.
 
-Over ``socketpair()`` and real TCP, and with a tiny send buffer plus a slow reader and a
-1 ms interval timer, so blocking sends are interrupted part-way and return short counts:
-the partial-send paths run for real.
+The checks themselves (exact bytes in order over socketpair() and TCP, tiny send buffers, a
+slow reader and a 1 ms interval timer so blocking sends return short counts) live in
+:mod:`flushbench.testing`, the one implementation that plugin authors use too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import io
-import signal
 import socket
-import tempfile
 import threading
-import time
+from collections.abc import Sequence
 
 import pytest
 
-from flushbench import strategies
+from flushbench import testing
+from flushbench.case import Case
 from flushbench.errors import UsageError
-from flushbench.suite import Case
-from flushbench.workloads import make_parts
+from flushbench.measure import strategies
+from flushbench.measure.loops import make_parts
+from flushbench.measure.strategies import Buffer
 
-BLOCKING = [n for n, c in strategies.REGISTRY.items()
-            if not c.is_async and "stream" in c.workloads and not c.unavailable()]
-ASYNC = [n for n, c in strategies.REGISTRY.items() if c.is_async]
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        a = socket.create_connection(srv.getsockname())
-        b, _ = srv.accept()
-    return a, b
+ALL = sorted(strategies.BUILTIN)
 
 
-PAIRS = {"socketpair": socket.socketpair, "tcp": tcp_pair}
+def available(name: str) -> type[strategies.Strategy] | type[strategies.AsyncStrategy]:
+    cls = strategies.get(name)
+    reason = cls.unavailable()
+    if reason:
+        pytest.skip(reason)
+    return cls
 
 
-def messages() -> list[list[bytes]]:
-    """Messages of several shapes: one part, header+body, many parts, large bodies."""
-    out = []
-    for size, parts in ((64, 1), (64, 2), (1000, 5), (70_000, 2), (300_000, 3), (5, 2)):
-        case = Case("stream", "sendall", msg_size=size, parts=parts)
-        body = make_parts(case)
-        out.append([bytes([i % 251]) * len(p) if i % 2 else p for i, p in enumerate(body)])
-    return out
+@pytest.mark.parametrize("name", ALL)
+def test_builtin_strategy_conforms(name: str) -> None:
+    """Each built-in strategy delivers every byte of every message (and file), in order."""
+    testing.check_strategy(available(name))
 
 
-class Reader(threading.Thread):
-    """Reads everything from a socket, slowly if asked, and hashes it."""
-
-    def __init__(self, sock: socket.socket, expect: int, slow: bool) -> None:
-        super().__init__(daemon=True)
-        self.sock, self.expect, self.slow = sock, expect, slow
-        self.digest = hashlib.sha256()
-        self.got = 0
-
-    def run(self) -> None:
-        deadline = time.monotonic() + 30
-        while self.got < self.expect and time.monotonic() < deadline:
-            data = self.sock.recv(4096 if self.slow else 1 << 20)
-            if not data:
-                break
-            self.digest.update(data)
-            self.got += len(data)
-            if self.slow:
-                time.sleep(0.0002)
-
-
-@contextlib.contextmanager
-def interrupting_timer():
-    """SIGALRM every millisecond: blocked sends return short counts instead of waiting."""
-    old = signal.signal(signal.SIGALRM, lambda *a: None)
-    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def run_blocking(name: str, pair: str, tiny: bool) -> tuple[strategies.Strategy, Reader, bytes]:
-    a, b = PAIRS[pair]()
-    msgs = messages() * 3
-    expect = b"".join(b"".join(m) for m in msgs)
-    try:
-        if tiny:
-            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # Linux: ~4.5 KiB
-        reader = Reader(b, len(expect), slow=tiny)
-        reader.start()
-        strat = strategies.get(name)(a)
-        with interrupting_timer() if tiny else contextlib.nullcontext():
-            for m in msgs:
-                strat.send_message(m)
-        strat.close()
-        reader.join(30)
-    finally:
-        a.close()
-        b.close()
-    return strat, reader, expect
-
-
-@pytest.mark.parametrize("pair", sorted(PAIRS))
-@pytest.mark.parametrize("tiny", [False, True], ids=["default-buffer", "tiny-buffer"])
-@pytest.mark.parametrize("name", BLOCKING)
-def test_blocking_strategy_delivers_exact_bytes(name: str, pair: str, tiny: bool) -> None:
-    """Each blocking strategy delivers every byte of every message, in order."""
-    if name == "cork" and pair == "socketpair":
-        pytest.skip("TCP_CORK is a TCP option; a Unix socketpair has no such level")
-    strat, reader, expect = run_blocking(name, pair, tiny)
-    assert reader.got == len(expect)
-    assert reader.digest.hexdigest() == hashlib.sha256(expect).hexdigest()
-    assert strat.calls >= len(messages()) * 3
+@pytest.mark.parametrize("name", ALL)
+def test_session_runs_each_strategy_over_a_socketpair(name: str) -> None:
+    """A Session takes its socket: it runs against the peer's handler over a socketpair."""
+    testing.check_session(available(name))
 
 
 @pytest.mark.parametrize("name", ["send", "msg_more", "sendmsg"])
 def test_partial_sends_really_happen(name: str) -> None:
     """With a tiny buffer and interrupted sends, the loop strategies see short counts."""
-    strat, reader, expect = run_blocking(name, "tcp", tiny=True)
-    parts = sum(len(m) for m in messages()) * 3
-    calls_without_partials = parts if name != "sendmsg" else len(messages()) * 3
-    assert strat.calls > calls_without_partials, "no partial send was exercised"
-    assert reader.digest.hexdigest() == hashlib.sha256(expect).hexdigest()
+    assert threading.current_thread() is threading.main_thread()  # the timer needs it
+    calls = testing.deliver(available(name), "tcp", tiny=True)
+    msgs = testing.messages(3)
+    without_partials = sum(len(m) for m in msgs) if name != "sendmsg" else len(msgs)
+    assert calls > without_partials, "no partial send was exercised"
 
 
-@pytest.mark.parametrize("pair", sorted(PAIRS))
-@pytest.mark.parametrize("name", ASYNC)
-def test_async_strategy_delivers_exact_bytes(name: str, pair: str) -> None:
-    """The asyncio strategy delivers every byte of every message, in order."""
-    a, b = PAIRS[pair]()
-    msgs = messages() * 3
-    expect = b"".join(b"".join(m) for m in msgs)
-    reader = Reader(b, len(expect), slow=False)
-    reader.start()
-
-    async def main() -> strategies.Strategy:
-        strat = strategies.get(name)(a)
-        await strat.open()  # type: ignore[attr-defined]
-        for m in msgs:
-            await strat.send_message(m)
-        strat.writer.close()  # type: ignore[attr-defined]
-        await strat.writer.wait_closed()  # type: ignore[attr-defined]  # flushes the buffer
-        return strat
-
-    try:
-        strat = asyncio.run(main())
-        reader.join(30)
-    finally:
-        a.close()
-        b.close()
-    assert reader.digest.hexdigest() == hashlib.sha256(expect).hexdigest()
-    assert strat.calls == len(msgs)
+def test_async_strategy_counts_one_call_per_message() -> None:
+    """asyncio: one writelines + drain per message."""
+    assert testing.deliver(strategies.get("asyncio"), "socketpair") == len(testing.messages(3))
 
 
-@pytest.mark.parametrize("name", ["sendall", "makefile", "sendfile", "send"])
-def test_send_file_sends_the_file(name: str) -> None:
-    """send_file() delivers the file's bytes, whatever the strategy."""
-    data = bytes(range(256)) * 1500
-    a, b = tcp_pair()
-    reader = Reader(b, len(data), slow=False)
-    reader.start()
-    try:
-        with tempfile.TemporaryFile() as fh:
-            fh.write(data)
-            fh.flush()
-            strat = strategies.get(name)(a)
-            strat.send_file(fh, len(data))
-            strat.close()
-        reader.join(30)
-    finally:
-        a.close()
-        b.close()
-    assert reader.digest.hexdigest() == hashlib.sha256(data).hexdigest()
+def test_tcp_only_strategy_is_not_applicable_on_a_socketpair() -> None:
+    """cork sets TCP_CORK: on a Unix socketpair that is 'not applicable', not a failure."""
+    with pytest.raises(testing.NotApplicable, match="socketpair"):
+        testing.deliver(available("cork"), "socketpair")
 
+
+def test_unavailable_strategy_is_reported() -> None:
+    """A strategy that cannot run here is refused with its reason (not an AssertionError)."""
+
+    class Elsewhere(strategies.SendStrategy):
+        name = "elsewhere"
+
+        @classmethod
+        def unavailable(cls) -> str | None:
+            return "needs another kernel"
+
+    with pytest.raises(testing.StrategyUnavailable, match="needs another kernel"):
+        testing.check_strategy(Elsewhere)
+
+
+def test_plugin_strategy_conforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin the CLI tests load (tests/plugin_strategy.py) passes the kit as well."""
+    monkeypatch.delenv("FLUSHBENCH_TEST_RECORD", raising=False)
+    from plugin_strategy import RecordingStrategy
+
+    testing.check_strategy(RecordingStrategy)
+
+
+# -- the kit must be able to fail --------------------------------------------------------------
+
+class DropsLastByte(strategies.Strategy):
+    name = "drops-last-byte"
+
+    def send_message(self, parts: Sequence[Buffer]) -> None:
+        self.sock.sendall(b"".join(parts)[:-1])
+        self.calls += 1
+
+
+class SwapsParts(strategies.Strategy):
+    name = "swaps-parts"
+
+    def send_message(self, parts: Sequence[Buffer]) -> None:
+        for part in reversed(parts):
+            self.sock.sendall(part)
+            self.calls += 1
+
+
+class HoldsBack(strategies.Strategy):
+    """Buffers everything in user space and sends it only in close()."""
+
+    name = "holds-back"
+
+    def __init__(self, sock: socket.socket, buffer: int = 0) -> None:
+        super().__init__(sock, buffer)
+        self.pending = bytearray()
+
+    def send_message(self, parts: Sequence[Buffer]) -> None:
+        for part in parts:
+            self.pending += part
+        self.calls += 1
+
+    def close(self) -> None:
+        self.sock.sendall(self.pending)
+
+
+class ClosesSocket(strategies.SendallStrategy):
+    name = "closes-socket"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Uncounted(strategies.Strategy):
+    name = "uncounted"
+
+    def send_message(self, parts: Sequence[Buffer]) -> None:
+        for part in parts:
+            self.sock.sendall(part)
+
+
+class AsyncDropsParts(strategies.AsyncStrategy):
+    name = "async-drops-parts"
+
+    async def send_message(self, parts: Sequence[Buffer]) -> None:
+        _, writer = self.streams
+        writer.write(parts[0])
+        await writer.drain()
+        self.calls += 1
+
+
+class BadFile(strategies.SendallStrategy):
+    """send_file from the file's current position instead of offset 0."""
+
+    name = "bad-file"
+
+    def send_file(self, fh: io.BufferedIOBase, size: int) -> None:
+        self.sock.sendall(fh.read(size))
+        self.calls += 1
+
+
+@pytest.mark.parametrize(("cls", "match"), [
+    (DropsLastByte, r"wrong byte at offset 63 \(send 1 of 21, part 1 of 1, byte 63"),
+    (SwapsParts, r"wrong byte at offset 64 \(send 2 of 21, part 1 of 2"),
+    (HoldsBack, r"0 bytes of \d+ arrived by the time the last send returned"),
+    (ClosesSocket, "close\\(\\) closed the caller's socket"),
+    (Uncounted, "calls is 0 after 21 sends"),
+    (AsyncDropsParts, r"wrong byte at offset 68 \(send 2 of 21, part 2 of 2"),
+    (BadFile, "send_file over socketpair.*0 bytes of 400006 arrived"),
+], ids=lambda v: getattr(v, "name", None))
+def test_check_strategy_fails_broken_strategies(cls: type[strategies.StrategyBase],
+                                                match: str) -> None:
+    """A strategy that loses, reorders, holds back bytes or closes the socket fails."""
+    with pytest.raises(AssertionError, match=match):
+        testing.check_strategy(cls)  # type: ignore[arg-type]
+
+
+# -- the rest of the strategy layer ---------------------------------------------------------
 
 def test_makefile_counts_writes_and_buffers() -> None:
     """makefile writes small parts once per flush; a small buffer means more writes."""
-    a, b = tcp_pair()
+    a, b = testing.socket_pair("tcp")
     try:
         big = strategies.get("makefile")(a, buffer=8192)
+        assert isinstance(big, strategies.Strategy)
         big.send_message([b"h" * 4, b"b" * 60])
         assert big.calls == 1  # one write() reached the socket per message
         big.close()
         small = strategies.get("makefile")(a, buffer=16)
+        assert isinstance(small, strategies.Strategy)
         small.send_message([b"h" * 4, b"b" * 60])
         assert small.calls >= 2
         small.close()
@@ -194,11 +197,20 @@ def test_makefile_counts_writes_and_buffers() -> None:
         b.close()
 
 
+def test_make_parts_splits_header_and_body() -> None:
+    """A message is a 4-byte length header and the body in parts-1 pieces."""
+    parts = make_parts(Case("stream", "send", msg_size=100, parts=4))
+    assert [len(p) for p in parts] == [4, 32, 32, 32]
+    assert int.from_bytes(parts[0], "big") == 96
+
+
 def test_sendfile_refuses_messages() -> None:
     """sendfile only sends files; using it for messages is a clear error."""
     a, b = socket.socketpair()
     with a, b, pytest.raises(UsageError, match="file workload"):
-        strategies.get("sendfile")(a).send_message([b"x"])
+        strat = strategies.get("sendfile")(a)
+        assert isinstance(strat, strategies.Strategy)
+        strat.send_message([b"x"])
 
 
 def test_check_refuses_impossible_combinations() -> None:
@@ -212,7 +224,7 @@ def test_check_refuses_impossible_combinations() -> None:
 def test_register_rejects_non_strategies() -> None:
     """Only Strategy subclasses with a proper name can be registered."""
     with pytest.raises(UsageError):
-        strategies.register_strategy(io.BytesIO)  # type: ignore[arg-type]
+        strategies.register_strategy(io.BytesIO)  # type: ignore[type-var]
 
     class Nameless(strategies.Strategy):
         pass
@@ -228,4 +240,4 @@ def test_load_plugin_errors_are_one_line() -> None:
     with pytest.raises(UsageError, match="cannot import"):
         strategies.load_plugin("no_such_module_xyz:Thing")
     with pytest.raises(UsageError, match="has no Missing"):
-        strategies.load_plugin("flushbench.strategies:Missing")
+        strategies.load_plugin("flushbench.measure.strategies:Missing")
