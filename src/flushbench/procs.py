@@ -58,7 +58,7 @@ class PeerProcess:
         readable, _, _ = select.select([fd], [], [], timeout)
         line = self.proc.stdout.readline() if readable else b""
         try:
-            ready = json.loads(line)
+            ready: dict[str, Any] = json.loads(line)
         except ValueError:
             ready = {}
         if not ready.get("ready"):

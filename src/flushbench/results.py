@@ -18,9 +18,10 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal, TypedDict, overload
 
 import numpy as np
 import pandas as pd
@@ -58,15 +59,70 @@ PYPERF = "pyperf.json"
 SAMPLES = "samples"
 
 
+class ResultRow(TypedDict, total=False):
+    """A table row as the manager makes it (run/merge.py, for :meth:`RunWriter.add_case`):
+    the keys are :data:`COLUMNS`, in order; a failed case has only its case columns,
+    ``error`` and ``host_speed``. Rows read back from a ``table.csv`` are plain dicts
+    (pandas cells: NaN and NA where a value is missing)."""
+
+    case: str
+    workload: str
+    strategy: str
+    nodelay: bool
+    sndbuf: int
+    rcvbuf: int
+    notsent_lowat: int
+    msg_size: int
+    parts: int
+    reply: int
+    batch: int
+    buffer: int
+    transport: str
+    throughput_bps: float
+    msgs_per_s: float
+    rate_rsd: float
+    lat_mean_us: float
+    lat_p50_us: float
+    lat_p90_us: float
+    lat_p99_us: float
+    lat_p999_us: float
+    lat_max_us: float
+    lat_samples: int
+    send_calls_per_msg: float
+    segs_per_msg: float | None
+    retrans: int
+    rtt_us: int | None
+    cpu_s_per_gb_client: float
+    cpu_s_per_gb_peer: float
+    nodelay_eff: bool | None
+    sndbuf_eff: int | None
+    rcvbuf_eff: int | None
+    notsent_lowat_eff: int | None
+    opt_mismatch: str
+    msgs: int
+    bytes: int
+    values: int
+    loops: int
+    duration_s: float
+    host_speed: float | None
+    error: str
+
+
 # -- atomic file writes -------------------------------------------------------------------
 
+@overload
+def atomic_write(path: Path, mode: Literal["w"] = "w") -> AbstractContextManager[IO[str]]: ...
+@overload
+def atomic_write(path: Path, mode: Literal["wb"]) -> AbstractContextManager[IO[bytes]]: ...
+
+
 @contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[Any]:
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -98,10 +154,12 @@ def sample_path(run_dir: Path, case_id: str) -> Path:
 class RunWriter:
     """Writes one run directory, case by case; every call leaves a loadable run."""
 
-    def __init__(self, run_dir: Path, meta: Mapping[str, Any], rows: Sequence[dict] = ()):
+    def __init__(self, run_dir: Path, meta: Mapping[str, Any],
+                 rows: Sequence[Mapping[Hashable, Any]] = ()) -> None:
         self.dir = Path(run_dir)
         self.meta = dict(meta)
-        self.rows: dict[str, dict] = {r["case"]: dict(r) for r in rows}
+        # keyed by column name; Hashable as pandas' to_dict("records") types its rows
+        self.rows: dict[str, dict[Hashable, Any]] = {r["case"]: dict(r) for r in rows}
         self.order: list[str] = []  # the suite's case order; rows are written in it
 
     @classmethod
@@ -146,18 +204,20 @@ class RunWriter:
         with atomic_write(self.dir / TABLE) as fh:
             frame.to_csv(fh, index=False)
 
-    def add_case(self, row: Mapping[str, Any], samples: Mapping[str, np.ndarray] | None = None,
+    def add_case(self, row: ResultRow, samples: Mapping[str, np.ndarray] | None = None,
                  ) -> None:
         """Store one finished (or failed) case: samples first, then the row."""
-        row = {c: row.get(c) for c in COLUMNS}
-        if not row["case"]:
+        full: dict[Hashable, Any] = {c: row.get(c) for c in COLUMNS}
+        if not full["case"]:
             raise ValueError("a row needs its case id")
         if samples:
             buf = io.BytesIO()
-            np.savez_compressed(buf, **{k: np.asarray(v) for k, v in samples.items()})
-            with atomic_write(sample_path(self.dir, row["case"]), "wb") as fh:
+            arrays = {k: np.asarray(v) for k, v in samples.items()}
+            # numpy's stub has allow_pickle: bool beside **kwds, so mypy checks arrays against it
+            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # stub: allow_pickle: bool
+            with atomic_write(sample_path(self.dir, full["case"]), "wb") as fh:
                 fh.write(buf.getvalue())
-        self.rows[row["case"]] = row
+        self.rows[full["case"]] = full
         self.write_table()
 
     def write_pyperf(self, suite_json: str) -> None:
@@ -191,8 +251,8 @@ def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataF
     if not path.is_file():
         raise ResultsError(f"{run_dir}: {TABLE} is missing")
     try:
-        frame = pd.read_csv(path, dtype={c: "string" for c in STRING_COLUMNS},
-                            keep_default_na=False, na_values=[""])
+        frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in STRING_COLUMNS},
+                                          keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
             from None
@@ -232,7 +292,7 @@ def find_runs(path: Path) -> list[Path]:
     return runs
 
 
-def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+def load(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """The results table of one run or many, with ``run`` and ``machine`` columns."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

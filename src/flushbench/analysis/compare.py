@@ -19,7 +19,7 @@ failed in some, are kept with a status instead of being dropped.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -57,7 +57,8 @@ def _num(x: Any) -> float:
     return float(v) if v is not None and not pd.isna(v) else math.nan
 
 
-def _compare_case(ref_run: StoredRun, ref: dict, run: StoredRun, row: dict) -> Comparison | None:
+def _compare_case(ref_run: StoredRun, ref: Mapping[Hashable, Any], run: StoredRun,
+                  row: Mapping[Hashable, Any]) -> Comparison | None:
     if row["workload"] in THROUGHPUT_WORKLOADS:
         return compare_rates(ref_run.value_rates(ref), run.value_rates(row))
     ref_p50s = ref_run.value_p50s_us(str(ref["case"]))
@@ -107,12 +108,12 @@ def compare_frame(runs: Sequence[StoredRun]) -> pd.DataFrame:
                                better=(test.ratio > 1) == metric.higher_is_better)
             rec["status"] = status
             out.append(rec)
-    frame = pd.DataFrame(out, columns=COLUMNS)
+    frame: pd.DataFrame = pd.DataFrame(out, columns=COLUMNS)
     frame.attrs["aligned_by"] = how
     return frame
 
 
-def _order(key: str, keyed: list[dict[str, Any]]) -> tuple:
+def _order(key: str, keyed: list[dict[str, Any]]) -> tuple[int, str, int, str]:
     row = next(rows[key] for rows in keyed if key in rows)
     wl = str(row["workload"])
     size = pd.to_numeric(row.get("msg_size"), errors="coerce")
@@ -133,9 +134,10 @@ def geomeans(frame: pd.DataFrame) -> pd.DataFrame:
                      "significantly worse": int((part["significant"] & ~part["better"]
                                                  .fillna(True).astype(bool)).sum()),
                      "better if": "higher" if hib else "lower"})
-    return pd.DataFrame(rows, columns=["run", "workload", "metric", "cases", "geomean ratio",
-                                       "significantly better", "significantly worse",
-                                       "better if"])
+    geo: pd.DataFrame = pd.DataFrame(rows, columns=[
+        "run", "workload", "metric", "cases", "geomean ratio", "significantly better",
+        "significantly worse", "better if"])
+    return geo
 
 
 def host_speed(runs: Sequence[StoredRun]) -> pd.DataFrame:
@@ -159,7 +161,8 @@ def host_speed(runs: Sequence[StoredRun]) -> pd.DataFrame:
                          "metric": "host_speed", "cases": len(ratios),
                          "geomean ratio": geomean(ratios), "significantly better": "–",
                          "significantly worse": "–", "better if": "–"})
-    return pd.DataFrame(rows)
+    speed: pd.DataFrame = pd.DataFrame(rows)
+    return speed
 
 
 META_FIELDS = [("transport", ("transport",)), ("link", ("link",)), ("suite", ("suite", "name")),
@@ -193,10 +196,12 @@ def metadata_diff(runs: Sequence[StoredRun]) -> pd.DataFrame:
         values = ["–" if (v := _get(r.meta, path)) is None else str(v) for r in runs]
         rows.append({"field": label, **{r.label: v for r, v in zip(runs, values, strict=True)},
                      "differs": len(set(values)) > 1})
-    return pd.DataFrame(rows)
+    diff: pd.DataFrame = pd.DataFrame(rows)
+    return diff
 
 
 def coverage(frame: pd.DataFrame) -> pd.DataFrame:
     """Cases that are missing or failed in some run."""
-    return frame[frame["status"].str.startswith(("missing", "failed"))][
+    missing: pd.DataFrame = frame[frame["status"].str.startswith(("missing", "failed"))][
         ["key", "run", "status"]].reset_index(drop=True)
+    return missing

@@ -50,11 +50,13 @@ class StoredRun:
     @property
     def ok(self) -> pd.DataFrame:
         """The finished cases (no error)."""
-        return self.table[self.table["error"] == ""]
+        ok: pd.DataFrame = self.table[self.table["error"] == ""]
+        return ok
 
     @property
     def failed(self) -> pd.DataFrame:
-        return self.table[self.table["error"] != ""]
+        failed: pd.DataFrame = self.table[self.table["error"] != ""]
+        return failed
 
     def samples(self, case_id: str) -> dict[str, np.ndarray]:
         if case_id not in self._cache:
@@ -63,10 +65,10 @@ class StoredRun:
 
     def value_rates(self, row: Any) -> np.ndarray | None:
         """Per-value rates of one case: bits/s (stream, file) or messages/s (others)."""
-        values = self.samples(str(row["case"])).get("values_s_per_msg")
-        if values is None:
+        stored = self.samples(str(row["case"])).get("values_s_per_msg")
+        if stored is None:
             return None
-        values = np.asarray(values, dtype=float)
+        values: np.ndarray = np.asarray(stored, dtype=float)
         values = values[np.isfinite(values) & (values > 0)]
         if values.size == 0:
             return None

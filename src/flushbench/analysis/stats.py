@@ -80,7 +80,8 @@ def compare_rates(ref: np.ndarray | None, new: np.ndarray | None,
 
 
 def _median_ratio(new: np.ndarray, ref: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.median(new, axis=axis) / np.median(ref, axis=axis)
+    ratio: np.ndarray = np.median(new, axis=axis) / np.median(ref, axis=axis)
+    return ratio
 
 
 def _thin(a: np.ndarray) -> np.ndarray:

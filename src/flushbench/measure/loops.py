@@ -9,10 +9,11 @@ come from real samples. The asyncio twin of this loop is in :mod:`.aiosession`.
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from array import array
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from ..case import HEADER_SIZE, Case
 from ..errors import PeerError
@@ -66,7 +67,7 @@ class SyncLoop:
     """Timed values for a blocking strategy on a blocking socket."""
 
     def __init__(self, sock: socket.socket, case: Case, strategy: Strategy, parts: list[bytes],
-                 ts: array[int], file: BinaryIO | None) -> None:
+                 ts: array[int], file: io.BufferedIOBase | None) -> None:
         self.sock, self.case, self.strategy = sock, case, strategy
         self.parts, self.ts, self.file = parts, ts, file
         self.reply_view = memoryview(bytearray(case.reply_size))

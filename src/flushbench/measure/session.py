@@ -7,13 +7,14 @@ themselves are in :mod:`.loops` (blocking) and :mod:`.aiosession` (asyncio).
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import tempfile
 import time
 from array import array
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from ..case import Case
 from ..errors import PeerError, SetupError
@@ -78,7 +79,7 @@ class Session:
         self.latencies: array[int] = array("q")
         self.ts: array[int] = array("q", bytes(8 * case.op_count))
         self.est_op_s = 0.0
-        self.file: BinaryIO | None = None
+        self.file: io.BufferedRandom | None = None
         self.strategy: Strategy | AsyncStrategy | None = None
         self.loop: ValueLoop | None = None
         try:
@@ -215,7 +216,7 @@ class Session:
                 self.file = None
 
 
-def make_file(size: int) -> BinaryIO:
+def make_file(size: int) -> io.BufferedRandom:
     """An unlinked temporary file of ``size`` bytes, already in the page cache."""
     try:
         fh = tempfile.TemporaryFile()

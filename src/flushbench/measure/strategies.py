@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar, TypeVar
 if TYPE_CHECKING:
     import asyncio
 
+    from _typeshed import ReadableBuffer
+
 from ..errors import UsageError
 
 Buffer = bytes | bytearray | memoryview
@@ -67,8 +69,11 @@ class Strategy(StrategyBase):
         """Return once every byte of the message is in the kernel (none left in user space)."""
         raise NotImplementedError
 
-    def send_file(self, fh: BinaryIO, size: int) -> None:
-        """Send ``size`` bytes of ``fh`` from offset 0 (default: read + send_message)."""
+    def send_file(self, fh: io.BufferedIOBase, size: int) -> None:
+        """Send ``size`` bytes of ``fh`` from offset 0 (default: read + send_message).
+
+        ``fh`` is a buffered binary file, as ``open(path, "rb")`` or ``TemporaryFile()`` give.
+        """
         fh.seek(0)
         view = memoryview(self._chunk)
         left = size
@@ -115,7 +120,7 @@ class _CountingSocketIO(socket.SocketIO):
         super().__init__(sock, "wb")
         self._owner = owner
 
-    def write(self, b: Buffer) -> int | None:  # type: ignore[override]
+    def write(self, b: ReadableBuffer) -> int | None:
         self._owner.calls += 1
         return super().write(b)
 
@@ -135,7 +140,7 @@ class MakefileStrategy(Strategy):
             write(part)
         self.file.flush()
 
-    def send_file(self, fh: BinaryIO, size: int) -> None:
+    def send_file(self, fh: io.BufferedIOBase, size: int) -> None:
         fh.seek(0)
         shutil.copyfileobj(fh, self.file, FILE_CHUNK)
         self.file.flush()
@@ -235,7 +240,7 @@ class SendfileStrategy(Strategy):
     def send_message(self, parts: Sequence[Buffer]) -> None:
         raise UsageError("sendfile sends files only: use it with the file workload")
 
-    def send_file(self, fh: BinaryIO, size: int) -> None:
+    def send_file(self, fh: io.BufferedIOBase, size: int) -> None:
         # The same os.sendfile() calls socket.sendfile() makes on a blocking socket, but a
         # send timeout (SO_SNDTIMEO) ends it: socket.sendfile() would select() forever.
         out, src, offset = self.sock.fileno(), fh.fileno(), 0
@@ -310,7 +315,7 @@ def register_strategy(cls: type[S]) -> type[S]:
         raise UsageError(f"{cls!r} is not a flushbench.Strategy subclass")
     if not cls.name or not cls.name.replace("_", "").replace("-", "").isalnum():
         raise UsageError(f"strategy class {cls.__name__} needs a name of letters, digits, _ or -")
-    REGISTRY[cls.name] = cls  # type: ignore[assignment]  # checked just above
+    REGISTRY[cls.name] = cls
     return cls
 
 

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SetupError, UsageError
 from . import delayline
@@ -50,6 +50,14 @@ from .netns import (
     tool,
 )
 from .state import PREFIX, STATE_DIR, cleanup_stale, destroy, list_labs, read_states, state_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import TypeAlias
+
+    # what signal.signal() returns: the handler it replaced
+    _Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 NET_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 SLOTS = 1 << 15  # /30 subnets in 198.18.0.0/15
@@ -85,10 +93,10 @@ class Netlab:
         self.name = self.client_ns = self.server_ns = self.client_addr = self.server_addr = ""
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
-        self._relay: subprocess.Popen[Any] | None = None
+        self._relay: subprocess.Popen[bytes] | None = None
         self._lifeline: int | None = None
         self._state: dict[str, Any] = {}
-        self._handlers: dict[int, Any] = {}
+        self._handlers: dict[int, _Handler] = {}
         self._started = self._closed = False
 
     # -- lifecycle
@@ -152,8 +160,8 @@ class Netlab:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
             self._release()
-            for sig in held[:1]:
-                signal.raise_signal(sig)
+            for signum in held[:1]:
+                signal.raise_signal(signum)
 
     def detach(self) -> None:
         """Leave a persistent lab running (``netlab up``); ``destroy(name)`` removes it."""

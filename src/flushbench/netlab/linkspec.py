@@ -109,7 +109,7 @@ class LinkSpec:
         return cls(**fields)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+        return {f: getattr(self, f) for f in self.__slots__}
 
     def __str__(self) -> str:
         parts = [f"rate={_scaled(self.rate, _RATE)}" if self.rate else "",

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import SetupError
-from ..measure.netns import NETNS_DIR, ROOT_MSG, enter_netns
+from ..measure.netns import NETNS_DIR as NETNS_DIR  # "as": re-exported for the rest of netlab
+from ..measure.netns import ROOT_MSG
+from ..measure.netns import enter_netns as enter_netns  # re-exported too
 
 T = TypeVar("T")
 
@@ -56,21 +58,22 @@ def check_support(tun: bool = False) -> None:
 
 def in_netns(name: str, fn: Callable[[], T]) -> T:
     """Call *fn* in a short-lived thread inside namespace *name*; the caller stays put."""
-    out: dict[str, Any] = {}
+    value: list[T] = []
+    error: list[BaseException] = []
 
     def target() -> None:
         try:
             enter_netns(name)
-            out["value"] = fn()
+            value.append(fn())
         except BaseException as exc:  # handed to the caller
-            out["error"] = exc
+            error.append(exc)
 
     t = threading.Thread(target=target, name=f"netns-{name}", daemon=True)
     t.start()
     t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]  # type: ignore[no-any-return]
+    if error:
+        raise error[0]
+    return value[0]
 
 
 def netns_socket(name: str, family: int = socket.AF_INET,
@@ -90,7 +93,7 @@ def start_time(pid: int) -> int | None:
 
 
 def alive(pid: int | None, start: int | None) -> bool:
-    return bool(pid) and start_time(pid) == start  # type: ignore[arg-type]
+    return pid is not None and pid != 0 and start_time(pid) == start
 
 
 def stop_pids(pids: list[int], grace: float = 2.0) -> None:

@@ -59,7 +59,8 @@ def cleanup_stale() -> list[str]:
     # List namespaces *before* reading the states: a lab writes its state before it makes its
     # namespaces, so a lab being built right now is never mistaken for an orphan.
     entries = sorted(NETNS_DIR.iterdir()) if NETNS_DIR.is_dir() else []
-    removed, known = [], set()
+    removed: list[str] = []
+    known: set[str] = set()
     for state in list_labs():
         if state["alive"]:
             known.update((state["client_ns"], state["server_ns"]))

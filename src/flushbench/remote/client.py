@@ -9,6 +9,7 @@ Agents can be started over the system ``ssh`` client with :class:`SshAgent`.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import select
 import shlex
@@ -196,7 +197,7 @@ class SshAgent:
         self.ssh, self.ssh_options, self.ready_timeout = ssh, ssh_options, ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
-        self._stderr: Any = None
+        self._stderr: io.BufferedRandom | None = None
 
     def remote_command(self) -> list[str]:
         argv = [*self.command, "--bind", self.bind, "--port", str(self.port),
@@ -230,6 +231,7 @@ class SshAgent:
 
     def _read_ready(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
+        assert self._stderr is not None  # start() made both
         readable, _, _ = select.select([self.proc.stdout], [], [], self.ready_timeout)
         line = self.proc.stdout.readline(4096) if readable else b""
         with contextlib.suppress(ValueError):

@@ -36,7 +36,8 @@ from ..errors import UsageError
 from ..measure import protocol as framing
 from ..measure.protocol import FRAME, TIMEOUT, Closed, Refused, one_line, recv_frame, short
 
-__all__ = ["Closed", "Refused", "one_line", "recv_frame", "send_frame", "short"]
+__all__ = ["FRAME", "TIMEOUT", "Closed", "Refused", "one_line", "recv_frame", "send_frame",
+           "short"]
 
 VERSION = 1
 DEFAULT_PORT = 7420

@@ -11,11 +11,13 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
@@ -24,7 +26,10 @@ from ..analysis.runs import StoredRun
 from ..case import size_label
 from .format import fmt_us, with_keys
 
-STYLE: dict[str, Any] = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {
     "svg.hashsalt": "flushbench", "svg.fonttype": "path", "font.family": "DejaVu Sans",
     "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11, "legend.fontsize": 8,
     "axes.grid": True, "grid.alpha": 0.3, "path.simplify": True, "savefig.dpi": 100,
@@ -48,7 +53,8 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     with style():
-        FigureCanvasAgg(fig).draw()  # lay out once, then freeze it for both formats
+        canvas: FigureCanvasBase = FigureCanvasAgg(fig)  # FigureCanvasAgg.draw is untyped
+        canvas.draw()  # lay out once, then freeze it for both formats
         fig.set_layout_engine("none")
         fig.savefig(png, format="png", metadata={"Software": None})
         fig.savefig(svg, format="svg", metadata={"Date": None})
@@ -59,7 +65,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-") or "run"
 
 
-def color(strategy: str) -> Any:
+def color(strategy: str) -> tuple[float, float, float, float]:
     base = strategy.split(" · ")[0]
     if base in STRATEGY_ORDER:
         return PALETTE[STRATEGY_ORDER.index(base)]
@@ -80,7 +86,7 @@ def new_figure(ncols: int, nrows: int = 1, width: float = 4.6, height: float = 3
     return fig, axes
 
 
-def size_axis(ax: Any, sizes: list[int], axis: str = "x") -> None:
+def size_axis(ax: Axes, sizes: list[int], axis: str = "x") -> None:
     """A log2 axis ticked at the measured sizes (every other one when they crowd)."""
     getattr(ax, f"set_{axis}scale")("log", base=2)
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -92,7 +98,7 @@ def size_axis(ax: Any, sizes: list[int], axis: str = "x") -> None:
     target.set_major_formatter(FuncFormatter(lambda v, _: size_label(round(v))))
 
 
-def log_axis(ax: Any, axis: str = "y", fmt: Callable[[float], str] | None = None,
+def log_axis(ax: Axes, axis: str = "y", fmt: Callable[[float], str] | None = None,
              base: float = 10) -> None:
     """A log axis with plain labels ('0.5', '20', '1 ms') instead of powers of ten."""
     getattr(ax, f"set_{axis}scale")("log", base=base)
@@ -111,13 +117,14 @@ def _plain(v: float) -> str:
 def _ok(run: StoredRun, workload: str | tuple[str, ...], auto_sndbuf: bool = True
         ) -> pd.DataFrame:
     workloads = (workload,) if isinstance(workload, str) else workload
-    frame = with_keys(run.ok[run.ok["workload"].isin(workloads)])
+    frame: pd.DataFrame = with_keys(run.ok[run.ok["workload"].isin(workloads)])
     if auto_sndbuf and (frame["sb"] == 0).any():
         frame = frame[frame["sb"] == 0]
     elif auto_sndbuf and frame["sb"].nunique() > 1:  # no auto case: keep sizes apart
         frame = frame.assign(series=[f"{s} · sndbuf {size_label(b)}"
                                      for s, b in zip(frame["series"], frame["sb"], strict=True)])
-    return frame.sort_values(["series", "nd", "msg_size", "case"], kind="stable")
+    ordered: pd.DataFrame = frame.sort_values(["series", "nd", "msg_size", "case"], kind="stable")
+    return ordered
 
 
 def _nd(value: bool) -> str:
@@ -206,7 +213,7 @@ def figure_legend(fig: Figure, axes: np.ndarray, ncols: int = 5) -> None:
                    ncols=min(ncols, len(handles)))
 
 
-def _grouped_bars(ax: Any, part: pd.DataFrame, column: str, log: bool,
+def _grouped_bars(ax: Axes, part: pd.DataFrame, column: str, log: bool,
                   fmt: Callable[[float], str], upper: str | None = None) -> None:
     names = sorted(part["series"].unique(), key=strategy_key)
     x = np.arange(len(names))
@@ -255,7 +262,7 @@ def segments(run: StoredRun) -> Figure | None:
     frame = _ok(run, ("stream", "rr", "wwr", "pipeline", "file"))
     metrics = [(c, t) for c, t in (("segs_per_msg", "TCP segments per message"),
                                    ("send_calls_per_msg", "send calls per message"))
-               if pd.to_numeric(frame.get(c), errors="coerce").notna().any()]
+               if pd.to_numeric(frame[c], errors="coerce").notna().any()]
     if frame.empty or not metrics:
         return None
     workloads = [w for w in ("stream", "rr", "wwr", "pipeline", "file")

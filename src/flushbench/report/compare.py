@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,9 +28,10 @@ COARSE_TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 1
 FINE_TICKS = [0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.3, 1.5, 1.7, 2]
 
 
-def verdict(row: Any) -> str:
-    if row["status"] != "ok":
-        return row["status"]
+def verdict(row: pd.Series) -> str:
+    status: str = row["status"]
+    if status != "ok":
+        return status
     if not row["significant"]:
         return "≈ within noise" if np.isfinite(row["ci_low"]) else "no interval"
     return "▲ better" if row["better"] else "▼ worse"
@@ -49,8 +49,9 @@ def display(frame: pd.DataFrame, run: str) -> pd.DataFrame:
                      "ratio": fmt_ratio(r["ratio"]), "95% CI": ci,
                      "p": f"{r['p_value']:.2g}" if np.isfinite(r["p_value"]) else "–",
                      "verdict": verdict(r)})
-    return pd.DataFrame(rows, columns=["case", "metric", "reference", "this run", "ratio",
-                                       "95% CI", "p", "verdict"])
+    table: pd.DataFrame = pd.DataFrame(rows, columns=["case", "metric", "reference", "this run",
+                                                      "ratio", "95% CI", "p", "verdict"])
+    return table
 
 
 def geo_display(frame: pd.DataFrame, runs: Sequence[StoredRun]) -> pd.DataFrame:
@@ -66,7 +67,8 @@ def meta_display(runs: Sequence[StoredRun], only_diff: bool) -> pd.DataFrame:
     diff = metadata_diff(runs)
     if only_diff:
         diff = diff[diff["differs"]]
-    return diff.drop(columns="differs").reset_index(drop=True)
+    shown: pd.DataFrame = diff.drop(columns="differs").reset_index(drop=True)
+    return shown
 
 
 def add_sections(doc: Doc, runs: Sequence[StoredRun], frame: pd.DataFrame, charts_dir: Path,
@@ -197,7 +199,8 @@ def curves_chart(runs: Sequence[StoredRun]) -> Figure | None:
             rows = rows.sort_values("msg_size")
             ax.plot(rows["msg_size"].astype(int), rows["throughput_bps"].astype(float) / 1e9,
                     marker="o", ms=3, lw=1.1, ls="--" if nd else "-",
-                    color=charts.color(series), label=f"{series}{' (nodelay)' if nd else ''}")
+                    color=charts.color(str(series)),
+                    label=f"{series}{' (nodelay)' if nd else ''}")
         if not f.empty:  # each panel labels its own sizes (runs may differ)
             charts.size_axis(ax, f["msg_size"].astype(int).tolist())
         charts.log_axis(ax)

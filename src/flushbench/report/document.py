@@ -10,7 +10,7 @@ files (the test suite checks this).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from ..case import size_label
 from ..errors import UsageError
 from ..results import atomic_write
 from . import charts, compare, recommend
-from .format import finding_sentence, fmt_bps, fmt_num, fmt_us
+from .format import finding_sentence, fmt_bps, fmt_num, fmt_us, numeric
 from .markup import Doc
 
 CHARTS = "charts"
@@ -73,7 +73,8 @@ def _overview(runs: list[StoredRun]) -> pd.DataFrame:
                      "cases": len(run.table), "failed": len(run.failed),
                      "CPU": client.get("cpu_model", "–"), "kernel": client.get("kernel", "–"),
                      "Python": client.get("python", "–")})
-    return pd.DataFrame(rows)
+    overview: pd.DataFrame = pd.DataFrame(rows)
+    return overview
 
 
 def _ceiling(doc: Doc, meta: dict[str, Any]) -> None:
@@ -148,7 +149,8 @@ def _hosts(meta: dict[str, Any]) -> pd.DataFrame:
              "peer": _show(peer.get(key), key)} for label, key in HOST_ROWS]
     rows.insert(0, {"": "hostname", "client": _show(client.get("hostname")),
                     "peer": _show(peer.get("hostname"))})
-    return pd.DataFrame(rows)
+    hosts: pd.DataFrame = pd.DataFrame(rows)
+    return hosts
 
 
 def _show(value: Any, key: str = "") -> str:
@@ -171,7 +173,8 @@ def _settings(meta: dict[str, Any]) -> pd.DataFrame:
         mtu = [((side.get("interfaces") or {}).get(name) or {}).get("mtu")
                for side in (client, peer)]
         rows.append({"setting": f"{name} MTU", "client": _show(mtu[0]), "peer": _show(mtu[1])})
-    return pd.DataFrame(rows, columns=["setting", "client", "peer"])
+    settings: pd.DataFrame = pd.DataFrame(rows, columns=["setting", "client", "peer"])
+    return settings
 
 
 def _quality(doc: Doc, run: StoredRun) -> None:
@@ -206,12 +209,13 @@ def _results(run: StoredRun) -> pd.DataFrame:
             "CPU s/GB peer": fmt_num(row.get("cpu_s_per_gb_peer")),
             "sndbuf req → eff": _sndbuf(row), "noise": _pct(row.get("rate_rsd")),
             "error": row.get("error") or ""})
-    return pd.DataFrame(rows)
+    results: pd.DataFrame = pd.DataFrame(rows)
+    return results
 
 
-def _sndbuf(row: dict[str, Any]) -> str:
-    req = pd.to_numeric(row.get("sndbuf"), errors="coerce")
-    eff = pd.to_numeric(row.get("sndbuf_eff"), errors="coerce")
+def _sndbuf(row: Mapping[Hashable, Any]) -> str:
+    req = numeric(row.get("sndbuf"))
+    eff = numeric(row.get("sndbuf_eff"))
     left = "auto" if pd.isna(req) or req == 0 else size_label(req)
     return f"{left} → {'–' if pd.isna(eff) else int(eff)}"
 

@@ -62,6 +62,12 @@ def fmt_headline(workload: str, value: Any) -> str:
     return fmt_bps(value) if workload in THROUGHPUT_WORKLOADS else fmt_us(value)
 
 
+def numeric(x: Any) -> float:
+    """``pd.to_numeric(x, errors="coerce")`` for one cell: NaN for None, NA or text."""
+    value: float = pd.to_numeric(x, errors="coerce")
+    return value
+
+
 def finite(x: Any) -> bool:
     try:
         return x is not None and x is not pd.NA and math.isfinite(float(x))

@@ -27,6 +27,7 @@ from .format import (
     fmt_bps,
     fmt_headline,
     fmt_ratio,
+    numeric,
     options_label,
     size_band,
     with_keys,
@@ -43,11 +44,11 @@ def gain(workload: str, ref: float, new: float) -> float:
     return new / ref if headline(workload).higher_is_better else ref / new
 
 
-def value(row: Any) -> float:
-    return float(pd.to_numeric(row.get(headline(row["workload"]).column), errors="coerce"))
+def value(row: pd.Series) -> float:
+    return float(numeric(row.get(headline(row["workload"]).column)))
 
 
-def rate_test(run: StoredRun, ref: Any, new: Any) -> Comparison | None:
+def rate_test(run: StoredRun, ref: pd.Series, new: pd.Series) -> Comparison | None:
     return compare_rates(run.value_rates(ref), run.value_rates(new))
 
 
@@ -72,12 +73,12 @@ def _canon(v: Any) -> str:
 KEY_COLUMNS = ("workload", "strategy", "msg_size", *OPTION_COLUMNS)
 
 
-def case_key(row: Any, **changes: Any) -> tuple[str, ...]:
+def case_key(row: pd.Series, **changes: Any) -> tuple[str, ...]:
     """Workload, strategy, size and options of a row (with some changed), canonically."""
     return tuple(_canon(changes[c] if c in changes else row.get(c)) for c in KEY_COLUMNS)
 
 
-def _config_key(row: Any) -> tuple[str, ...]:
+def _config_key(row: pd.Series) -> tuple[str, ...]:
     return tuple(k for c, k in zip(KEY_COLUMNS, case_key(row), strict=True) if c != "msg_size")
 
 
@@ -87,7 +88,7 @@ class Index:
     def __init__(self, frame: pd.DataFrame):
         self.rows = {case_key(r): r for _, r in frame.iterrows()}
 
-    def partner(self, row: Any, **changes: Any) -> Any | None:
+    def partner(self, row: pd.Series, **changes: Any) -> pd.Series | None:
         return self.rows.get(case_key(row, **changes))
 
 
@@ -112,8 +113,10 @@ def recommendations(run: StoredRun) -> pd.DataFrame:
             score = sub.groupby("key").agg(n=("norm", "size"), g=("norm", geomean))
             best_key = score.sort_values(["n", "g"], ascending=False, kind="stable").index[0]
             rows.append(_band_row(run, index, sub[sub["key"] == best_key], workload, band))
-    return pd.DataFrame(rows, columns=["workload", "size band", "best", "options", "figure",
-                                       "vs sendall", "significance", "cases"])
+    table: pd.DataFrame = pd.DataFrame(rows, columns=["workload", "size band", "best", "options",
+                                                      "figure", "vs sendall", "significance",
+                                                      "cases"])
+    return table
 
 
 def _band_row(run: StoredRun, index: Index, best: pd.DataFrame, workload: str,
@@ -160,7 +163,7 @@ class Myth:
     cases: list[str] = field(default_factory=list)
 
 
-def _cmp_line(run: StoredRun, a: Any, b: Any, what_a: str, what_b: str) -> str:
+def _cmp_line(run: StoredRun, a: pd.Series, b: pd.Series, what_a: str, what_b: str) -> str:
     """'<a's figure> <what_a> (`case`) vs <b's figure> <what_b> (`case`): N× better; p'."""
     wl = a["workload"]
     g = gain(wl, value(b), value(a))
@@ -180,7 +183,7 @@ def myth_sndbuf_flush(run: StoredRun, frame: pd.DataFrame, index: Index) -> Myth
     evidence, cases = [], []
     row = tiny.assign(other=tiny["workload"] != "stream").sort_values(
         ["sb", "other", "case"]).iloc[0]
-    eff = pd.to_numeric(row.get("sndbuf_eff"), errors="coerce")
+    eff = numeric(row.get("sndbuf_eff"))
     if np.isfinite(eff):
         evidence.append(f"requested {int(row['sb'])} B, the kernel kept {int(eff)} B "
                         f"(`{row['case']}`)")
@@ -268,7 +271,7 @@ def myth_nodelay(run: StoredRun, frame: pd.DataFrame, index: Index) -> Myth:
         if group:
             g, _, on, off = pick(group, key=lambda p: (p[0], p[2]["case"]))
             line = _cmp_line(run, on, off, "with TCP_NODELAY", "without")
-            segs = [pd.to_numeric(r.get("segs_per_msg"), errors="coerce") for r in (off, on)]
+            segs = [numeric(r.get("segs_per_msg")) for r in (off, on)]
             if all(np.isfinite(segs)):
                 line += f"; segments/message {segs[0]:.3g} → {segs[1]:.3g}"
             evidence.append(line)

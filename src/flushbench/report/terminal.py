@@ -7,11 +7,11 @@ from a run (case ids, errors, machine names) is never read as rich markup.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -20,7 +20,7 @@ from ..analysis.quality import NOISY_RSD, findings
 from ..analysis.runs import StoredRun
 from ..case import THROUGHPUT_WORKLOADS
 from .compare import display, geo_display, meta_display
-from .format import finding_sentence, fmt_headline, fmt_us
+from .format import finding_sentence, fmt_headline, fmt_us, numeric
 
 console = Console(stderr=True)
 if not console.is_terminal:  # logs and CI: do not fold case ids into 80 columns
@@ -33,7 +33,7 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-def progress_line(index: int, total: int, case_id: str, row: dict[str, Any]) -> str:
+def progress_line(index: int, total: int, case_id: str, row: Mapping[str, Any]) -> str:
     """One finished case while a run goes on (when output is not a terminal)."""
     if row.get("error"):
         status = "FAILED: " + str(row["error"])
@@ -47,16 +47,18 @@ def progress_line(index: int, total: int, case_id: str, row: dict[str, Any]) -> 
 def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
     """One run's cases: the headline figures, what reached the wire, and notes."""
     table = Table(title=Text(title), show_lines=False, header_style="bold")
-    for name, justify in (("case", "left"), ("Gbit/s", "right"), ("msg/s", "right"),
-                          ("p50 us", "right"), ("p99 us", "right"), ("segs/msg", "right"),
-                          ("calls/msg", "right"), ("sndbuf eff", "right"), ("note", "left")):
-        table.add_column(name, justify=justify, no_wrap=name == "case")  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("case", "left"), ("Gbit/s", "right"), ("msg/s", "right"), ("p50 us", "right"),
+        ("p99 us", "right"), ("segs/msg", "right"), ("calls/msg", "right"),
+        ("sndbuf eff", "right"), ("note", "left"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name == "case")
     for row in frame.to_dict("records"):
         note = str(row.get("error") or row.get("opt_mismatch") or "")
-        rsd = pd.to_numeric(row.get("rate_rsd"), errors="coerce")
+        rsd = numeric(row.get("rate_rsd"))
         if not row.get("error") and pd.notna(rsd) and rsd > NOISY_RSD:
             note = (note + "; " if note else "") + f"noisy ±{rsd:.0%}"
-        bps = pd.to_numeric(row.get("throughput_bps"), errors="coerce")
+        bps = numeric(row.get("throughput_bps"))
         table.add_row(Text(str(row["case"])), _fmt(bps / 1e9, ".3f"),
                       _fmt(row.get("msgs_per_s"), ",.0f"), _fmt(row.get("lat_p50_us"), ".1f"),
                       _fmt(row.get("lat_p99_us"), ".1f"), _fmt(row.get("segs_per_msg"), ".2f"),
@@ -83,9 +85,9 @@ def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
     return table
 
 
-def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Any]:
+def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Table | str]:
     """Rich tables: per compared run, the geometric means, the metadata diff, coverage."""
-    out: list[Any] = []
+    out: list[Table | str] = []
     styles = {"▲": "green", "▼": "red"}
     for run in runs[1:]:
         shown = display(frame, run.label).drop(columns="metric")

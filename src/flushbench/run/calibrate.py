@@ -18,9 +18,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,6 +31,9 @@ from ..results import atomic_write, load, read_meta, write_json
 from .manager import ProgressFactory, run
 from .options import RunOptions
 
+if TYPE_CHECKING:
+    from ..netlab import Netlab
+
 INSTALL_HINT = "apt-get install iperf3 sockperf"
 STREAM_STRATEGIES = ("send", "sendall", "makefile", "sendmsg", "msg_more")
 
@@ -37,7 +41,8 @@ STREAM_STRATEGIES = ("send", "sendall", "makefile", "sendmsg", "msg_more")
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def whole_seconds(seconds: float) -> int:
@@ -56,7 +61,7 @@ class Place:
     host: str = "127.0.0.1"
     server_prefix: list[str] = field(default_factory=list)
     client_prefix: list[str] = field(default_factory=list)
-    lab: Any = None
+    lab: Netlab | None = None
 
     def probe(self, port: int) -> bool:
         try:
@@ -158,7 +163,7 @@ def calibrate(opts: RunOptions, sizes: list[int], rr_size: int, seconds: float,
         raise UsageError("calibrate runs the reference tools itself, on loopback or --link; "
                          "against a remote host run iperf3/sockperf there by hand")
     have = tool_status()
-    lab_ctx: Any = contextlib.nullcontext(None)
+    lab_ctx: AbstractContextManager[Netlab | None] = contextlib.nullcontext(None)
     if opts.link:
         from ..netlab import Netlab
 
@@ -226,5 +231,6 @@ def ratios(frame: pd.DataFrame, tools: pd.DataFrame, sizes: list[int],
             out.append({"metric": f"rr {rr_size} B RTT {q} (us)", "case": best["case"],
                         "flushbench": best[f"lat_{q}_us"], "reference": ref_us,
                         "tool": "sockperf", "ratio": best[f"lat_{q}_us"] / ref_us})
-    return pd.DataFrame(out, columns=["metric", "case", "flushbench", "reference", "tool",
-                                      "ratio"])
+    table: pd.DataFrame = pd.DataFrame(out, columns=["metric", "case", "flushbench", "reference",
+                                                     "tool", "ratio"])
+    return table

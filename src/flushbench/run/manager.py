@@ -9,6 +9,7 @@ line. After each case the manager merges the workers' counters and samples into 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import io
@@ -21,7 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyperf
 
@@ -29,7 +31,7 @@ from .. import __version__
 from ..case import Case
 from ..measure.protocol import format_addr
 from ..metadata import collect_host, machine_id
-from ..results import RunWriter, atomic_write, read_meta
+from ..results import ResultRow, RunWriter, atomic_write, read_meta
 from ..suites import Suite
 from . import hostspeed, merge
 from .options import RunOptions, RunOutcome, default_run_dir, load_loops, prepare_suite
@@ -37,13 +39,16 @@ from .pyperf_adapter import CaseRunner
 from .targets import PeerLink, Target, targets
 from .timing import Timeline, span
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 class Progress(Protocol):
     """What the manager tells the user as cases start and end (see :mod:`.progress`)."""
 
     def start_case(self, case: Case) -> None: ...
 
-    def end_case(self, case: Case, row: dict[str, Any]) -> None: ...
+    def end_case(self, case: Case, row: ResultRow) -> None: ...
 
 
 ProgressFactory = Callable[[Suite, list[Case]], AbstractContextManager[Progress]]
@@ -54,7 +59,7 @@ def signals_to_interrupt() -> Iterator[dict[str, bool]]:
     """SIGINT and SIGTERM both stop the run cleanly, and we remember that they did."""
     state = {"interrupted": False}
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if state["interrupted"]:
             return  # already stopping: let the clean-up finish
         state["interrupted"] = True
@@ -92,7 +97,7 @@ class Manager:
         self.runner = CaseRunner(argv, self._worker_cmdline)
         self.speed = hostspeed.Tracker(opts.pin.values())
 
-    def _worker_cmdline(self, cmd: list[str], args: Any) -> None:
+    def _worker_cmdline(self, cmd: list[str], args: argparse.Namespace) -> None:
         case = self.current
         assert case is not None
         cmd.extend(["--case", json.dumps(case.to_dict(), sort_keys=True),
@@ -151,7 +156,7 @@ class Manager:
         return outcome
 
     def run_case(self, case: Case, index: int, state: dict[str, bool]
-                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                 ) -> tuple[ResultRow, dict[str, np.ndarray] | None]:
         """Measure one case: a row (with an ``error`` for a failed one) and its samples."""
         self.current = case
         self.pending_bench = None

@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..case import Case
 from ..errors import PeerError
 
-PERCENTILES = {"lat_p50_us": 50, "lat_p90_us": 90, "lat_p99_us": 99, "lat_p999_us": 99.9}
+if TYPE_CHECKING:
+    from ..results import ResultRow
+
+PercentileColumn = Literal["lat_p50_us", "lat_p90_us", "lat_p99_us", "lat_p999_us"]
+PERCENTILES: dict[PercentileColumn, float] = {"lat_p50_us": 50, "lat_p90_us": 90,
+                                              "lat_p99_us": 99, "lat_p999_us": 99.9}
 
 
-def case_row(case: Case) -> dict[str, Any]:
+def case_row(case: Case) -> ResultRow:
     """The case's own columns (what was asked)."""
     return {"case": case.id, "workload": case.workload, "strategy": case.strategy,
             "nodelay": case.nodelay, "sndbuf": case.sndbuf, "rcvbuf": case.rcvbuf,
@@ -24,14 +29,14 @@ def case_row(case: Case) -> dict[str, Any]:
             "buffer": case.buffer, "transport": case.transport}
 
 
-def failed_row(case: Case, reason: str) -> dict[str, Any]:
+def failed_row(case: Case, reason: str) -> ResultRow:
     row = case_row(case)
     row["error"] = " ".join(str(reason).split())[:500] or "failed"
     return row
 
 
 def collect(case: Case, parts_dir: Path, loops: int
-            ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+            ) -> tuple[ResultRow, dict[str, np.ndarray], list[dict[str, Any]]]:
     """Merge every worker's counters and samples for ``case``; remove its parts.
 
     Returns the table row, the samples and each worker's own phases (for a Timeline).
@@ -58,7 +63,7 @@ def collect(case: Case, parts_dir: Path, loops: int
 
 
 def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any],
-              lat: np.ndarray, loops: int) -> tuple[dict[str, Any], dict[str, Any]]:
+              lat: np.ndarray, loops: int) -> tuple[ResultRow, dict[str, np.ndarray]]:
     msgs = np.array([v["msgs"] for v in values], dtype=float)
     elapsed_s = np.array([v["elapsed_ns"] for v in values], dtype=float) / 1e9
     total_msgs, total_bytes = msgs.sum(), float(sum(v["bytes"] for v in values))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from types import TracebackType
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +16,7 @@ from rich.progress import (
 
 from ..case import Case
 from ..report.terminal import progress_line
+from ..results import ResultRow
 from ..suites import Suite
 from .estimate import estimate_case_s
 
@@ -40,14 +41,15 @@ class RunProgress:
         self.bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bar.__exit__(exc_type, exc, tb)
 
     def start_case(self, case: Case) -> None:
         self.index += 1
         self.bar.update(self.task, case=case.id)
 
-    def end_case(self, case: Case, row: dict[str, Any]) -> None:
+    def end_case(self, case: Case, row: ResultRow) -> None:
         self.bar.advance(self.task)
         if not self.interactive and not self.quiet:
             self.console.print(progress_line(self.index, len(self.plan), case.id, row),

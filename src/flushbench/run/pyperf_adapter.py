@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import pyperf
 
@@ -38,7 +37,7 @@ def _add_cmdline_args(cmd: list[str], args: argparse.Namespace) -> None:
         _hook(cmd, args)
 
 
-def check(runner: Any) -> None:
+def check(runner: object) -> None:
     """Raise SetupError when this pyperf lacks what flushbench relies on."""
     missing = [name for name in PRIVATE if not hasattr(runner, name)]
     if missing or not hasattr(runner, "bench_time_func"):
@@ -68,7 +67,8 @@ class CaseRunner:
 
     @property
     def args(self) -> argparse.Namespace:
-        return self.runner.args  # type: ignore[no-any-return]
+        args: argparse.Namespace = self.runner.args  # pyperf has no type information
+        return args
 
     def run_case(self, name: str, index: int, loops: int, inner_loops: int,
                  metadata: dict[str, str]) -> pyperf.Benchmark | None:
