@@ -155,3 +155,10 @@ def test_dry_run_lists_cases_with_an_estimate() -> None:
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 7 and lines[-1].startswith("6 cases, estimated")
     assert all("\t~" in line for line in lines[:-1])
+
+
+def test_result_row_type_names_every_table_column() -> None:
+    """The typed row the manager builds and the table's columns are the same list."""
+    from flushbench.results import COLUMNS, ResultRow
+
+    assert set(ResultRow.__annotations__) == set(COLUMNS)

@@ -219,11 +219,11 @@ def _grouped_bars(ax: Axes, part: pd.DataFrame, column: str, log: bool,
     x = np.arange(len(names))
     for k, nd in enumerate((False, True)):
         sub = part[part["nd"] == nd].drop_duplicates("series").set_index("series")
-        vals = [float(sub.at[n, column]) if n in sub.index else np.nan for n in names]
+        vals = [float(sub[column].get(n, np.nan)) for n in names]
         tops = np.asarray(vals, dtype=float)
         yerr = None
         if upper is not None:
-            hi = [float(sub.at[n, upper]) if n in sub.index else np.nan for n in names]
+            hi = [float(sub[upper].get(n, np.nan)) for n in names]
             yerr = [np.zeros(len(names)), np.clip(np.nan_to_num(np.subtract(hi, vals)), 0, None)]
             tops = np.fmax(vals, hi)
         xs = x + (k - 0.5) * 0.4

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .. import procs
@@ -215,7 +216,7 @@ def ratios(frame: pd.DataFrame, tools: pd.DataFrame, sizes: list[int],
         stream = ok[(ok["workload"] == "stream") & (ok["msg_size"] == size)]
         if stream.empty:
             continue
-        best = stream.loc[stream["throughput_bps"].idxmax()]
+        best = stream.iloc[int(np.argmax(stream["throughput_bps"].to_numpy(dtype=float)))]
         ref = tools[(tools.get("tool") == "iperf3") & (tools.get("msg_size") == size)] \
             if not tools.empty else tools
         ref_bps = float(ref["throughput_bps"].mean()) if len(ref) else float("nan")
@@ -225,7 +226,7 @@ def ratios(frame: pd.DataFrame, tools: pd.DataFrame, sizes: list[int],
     rr = ok[(ok["workload"] == "rr") & (ok["msg_size"] == rr_size)]
     ref = tools[tools.get("tool") == "sockperf"] if not tools.empty else tools
     if not rr.empty:
-        best = rr.loc[rr["lat_p50_us"].idxmin()]
+        best = rr.iloc[int(np.argmin(rr["lat_p50_us"].to_numpy(dtype=float)))]
         for q in ("p50", "p99"):
             ref_us = float(ref[f"rtt_{q}_us"].mean()) if len(ref) else float("nan")
             out.append({"metric": f"rr {rr_size} B RTT {q} (us)", "case": best["case"],
