@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from _common import load_line, log_tail, run_suite, workdir
 
 from flushbench.analysis.compare import align, compare_frame
 from flushbench.analysis.runs import StoredRun, open_runs
+from flushbench.analysis.stats import geomean
 from flushbench.case import THROUGHPUT_WORKLOADS
 
 TOLERANCE = 0.10  # two runs agree on a case within ±10 % of msgs_per_s
@@ -39,10 +39,6 @@ CASE_COLUMNS = ["case", "workload", "msgs_per_s_a", "msgs_per_s_b", "ratio", "de
 def _num(value: Any) -> float:
     v = pd.to_numeric(value, errors="coerce")
     return math.nan if v is None or pd.isna(v) else float(v)
-
-
-def _geomean(values: Sequence[float]) -> float:
-    return statistics.geometric_mean(values) if len(values) else math.nan
 
 
 @dataclass(frozen=True)
@@ -64,12 +60,12 @@ class Agreement:
     @property
     def shift(self) -> float:
         """The run-wide factor: geometric mean of B/A (1.0 when the runs agree on average)."""
-        return _geomean(self.cases["ratio"].tolist())
+        return geomean(self.cases["ratio"].tolist())
 
     @property
     def host_shift(self) -> float:
         """The host CPU probe's geometric-mean B/A over the cases (NaN without the probe)."""
-        return _geomean(self.cases["host_ratio"].dropna().tolist())
+        return geomean(self.cases["host_ratio"].dropna().tolist())
 
     def _count_within(self, ratios: pd.Series) -> int:
         return int(((ratios - 1).abs() <= self.tolerance + 1e-12).sum())
