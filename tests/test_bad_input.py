@@ -62,7 +62,7 @@ CASES = {
     "missing run": (["show", "/no/such/run"], "flushbench: error: /no/such/run does not exist"),
     "resume with suite": (["run", "--resume", "/tmp", "--suite", "smoke"],
                           "flushbench: error: --resume measures the rest as the run it resumes "
-                          "was measured (suite, filters, directory, processes, values, loops, "
+                          "was measured (suite, filters, directory, rounds, values, seed, loops, "
                           "pinning, peer); drop the other run options"),
     "bad plugin": (["run", "--strategy-plugin", "nocolon"],
                    "flushbench: error: --strategy-plugin 'nocolon': expected module:Class"),
@@ -163,7 +163,7 @@ def test_newer_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, err = run_cli(capsys, "show", str(run_dir))
     assert code == 2
     assert one_line(err) == (f"flushbench: error: {meta_path} was written with schema 99, this "
-                             "flushbench reads up to 1: upgrade flushbench (pip install -U "
+                             "flushbench reads up to 2: upgrade flushbench (pip install -U "
                              "flushbench)")
 
 

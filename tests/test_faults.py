@@ -13,8 +13,8 @@ from test_run import flushbench_cli
 SUITE = """
 [suite]
 name = "faults"
-processes = 1
-values = 3
+rounds = 2
+values = 2
 warmups = 1
 value_time = 0.05
 timeout = 8
@@ -73,11 +73,11 @@ def test_a_fault_fails_only_its_case(kind: str, tmp_path: Path) -> None:
     proc = flushbench_cli("run", "--suite", str(suite), "--out", str(out), "--quiet",
                           env={"FLUSHBENCH_PEER_FAULT": spec}, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert "1 of 7 case(s) failed" in proc.stderr
+    assert "2 of 14 case(s) failed" in proc.stderr  # the victim and its A/A twin
     frame = flushbench.load(out).set_index("case")
-    assert len(frame) == 7
+    assert len(frame) == 14
     failed = frame[frame["error"] != ""]
-    assert list(failed.index) == [victim]
+    assert list(failed.index) == [victim, victim + "-twin"]
     assert any(r in failed.loc[victim, "error"] for r in reasons), failed.loc[victim, "error"]
     ok = frame[frame["error"] == ""]
     assert (ok["msgs_per_s"] > 0).all() and ok["lat_p50_us"].notna().all()

@@ -141,7 +141,7 @@ def test_no_module_over_the_size_limit() -> None:
     assert not long
 
 
-@pytest.mark.parametrize("entry", ["flushbench.measure.worker", "flushbench.measure.peer",
+@pytest.mark.parametrize("entry", ["flushbench.measure.visit", "flushbench.measure.peer",
                                    "flushbench.measure.aiosession"])
 def test_worker_and_peer_start_without_heavy_libraries(entry: str) -> None:
     """Importing a worker or peer entry point loads none of numpy, pandas, scipy, matplotlib,

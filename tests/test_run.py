@@ -1,4 +1,4 @@
-"""End to end: real peer, real pyperf workers, real files."""
+"""End to end: real peer, real visit workers in interleaved rounds, real files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyperf
 import pytest
 
@@ -38,26 +39,38 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
-    """A smoke run leaves pyperf.json, table.csv, samples/ and meta.json, all loadable."""
-    for name in ("pyperf.json", "table.csv", "meta.json", "samples"):
+    """A smoke run leaves pyperf.json, table.csv, trials.csv, verdicts.csv, samples/ and
+    meta.json, all loadable; each cell's baseline has an A/A twin."""
+    for name in ("pyperf.json", "table.csv", "meta.json", "samples", "trials.csv",
+                 "verdicts.csv"):
         assert (smoke_run / name).exists(), name
     frame = flushbench.load(smoke_run)
     assert list(frame.columns[:2]) == ["run", "machine"]
     assert set(COLUMNS) <= set(frame.columns)
-    assert len(frame) == 6 and (frame["error"] == "").all()
+    assert len(frame) == 9 and (frame["error"] == "").all()  # 6 cases, 3 cells: 3 twins
+    assert frame["twin"].sum() == 3
+    assert frame[frame["twin"]]["case"].str.endswith("-twin").all()
     for col in ("throughput_bps", "msgs_per_s", "lat_p50_us", "lat_p99_us", "segs_per_msg",
                 "send_calls_per_msg", "cpu_s_per_gb_client", "cpu_s_per_gb_peer", "sndbuf_eff",
                 "host_speed"):
         assert frame[col].notna().all() and (frame[col] > 0).all(), col
     meta = json.loads((smoke_run / "meta.json").read_text())
-    assert meta["schema_version"] == 1 and meta["suite"]["name"] == "smoke"
+    assert meta["schema_version"] == 2 and meta["suite"]["name"] == "smoke"
+    assert meta["schedule"]["rounds"] == 5 and isinstance(meta["schedule"]["seed"], int)
     assert "net.ipv4.tcp_wmem" in meta["client"]["sysctls"]
     assert meta["peer"]["python"]
     assert meta["host_speed_probe"]["cpus"] and meta["host_speed_probe"]["slice_s"] > 0
     suite = pyperf.BenchmarkSuite.load(str(smoke_run / "pyperf.json"))
     assert sorted(suite.get_benchmark_names()) == sorted(frame["case"])
-    for bench in suite.get_benchmarks():
-        assert bench.get_unit() == "second" and bench.get_nvalue() >= 3
+    for bench in suite.get_benchmarks():  # one pyperf run per round, two values each
+        assert bench.get_unit() == "second" and bench.get_nvalue() == 10
+        assert len(bench.get_runs()) == 5
+    trials = pd.read_csv(smoke_run / "trials.csv")
+    assert len(trials) == 9 * 5 and set(trials["round"]) == set(range(5))
+    assert trials.groupby("round")["case"].nunique().eq(9).all()
+    verdicts = pd.read_csv(smoke_run / "verdicts.csv")
+    assert set(verdicts["verdict"]) <= {"better", "worse", "same", "no data"}
+    assert (verdicts["axis"] == "A/A").sum() == 3 * 3 - 1  # stream: 2 metrics, rr/wwr: 3
 
 
 @pytest.mark.slow
@@ -73,7 +86,11 @@ def test_smoke_run_shows_the_nagle_trap(smoke_run: Path) -> None:
     assert 0.9 <= frame.loc["wwr-makefile-s64-p2-nd1-sbauto-loopback", "segs_per_msg"] <= 1.2
     samples = load_samples(smoke_run, "wwr-sendall-s64-p2-nd1-sbauto-loopback")
     assert samples["lat_ns"].size >= 2000
-    assert samples["values_s_per_msg"].size == 3
+    assert samples["values_s_per_msg"].size == 10  # 5 rounds x 2 values
+    assert sorted(set(samples["round_of_value"])) == list(range(5))
+    verdicts = pd.read_csv(smoke_run / "verdicts.csv").set_index(["case", "axis", "metric"])
+    trap = verdicts.loc[("wwr-sendall-s64-p2-nd1-sbauto-loopback", "nodelay", "lat_p50_us")]
+    assert trap["verdict"] == "better" and trap["ratio"] < 0.1
 
 
 @pytest.mark.slow
@@ -96,7 +113,7 @@ def test_pyperf_tools_accept_runs(smoke_run: Path, tmp_path: Path) -> None:
 FORWARDING_SUITE = """
 [suite]
 name = "fwd"
-processes = 2
+rounds = 2
 values = 2
 warmups = 1
 value_time = 0.05
@@ -123,7 +140,7 @@ ops = 200
 
 @pytest.mark.slow
 def test_workers_see_each_cases_options(tmp_path: Path) -> None:
-    """Options reach every pyperf worker (add_cmdline_args) and are read back per case."""
+    """Options reach every visit's worker and are read back per case."""
     suite = tmp_path / "fwd.toml"
     suite.write_text(FORWARDING_SUITE)
     record = tmp_path / "seen.jsonl"
@@ -134,15 +151,16 @@ def test_workers_see_each_cases_options(tmp_path: Path) -> None:
                           env={"FLUSHBENCH_TEST_RECORD": str(record)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     frame = flushbench.load(out).set_index("case")
-    stream = frame[frame["workload"] == "stream"]
-    assert len(stream) == 8 and (stream["error"] == "").all()
+    stream = frame[(frame["workload"] == "stream") & ~frame["twin"]]
+    assert len(stream) == 8 and (frame["error"] == "").all()
     assert (stream["nodelay_eff"] == stream["nodelay"]).all()
     assert (stream["sndbuf_eff"] == stream["sndbuf"].map({1: 4608, 65536: 131072})).all()
     assert (stream["notsent_lowat_eff"] == stream["notsent_lowat"]).all()
     assert (stream[stream["sndbuf"] == 1]["opt_mismatch"].str.contains("kernel gave 4608")).all()
     rr = frame.loc["rr-recording-s100-p2-nd1-sbauto-rb32K-r10-loopback"]
     assert rr["error"] == "" and rr["rcvbuf_eff"] == 65536 and rr["reply"] == 10
-    # the plugin ran in two worker processes, each with the case's options on its socket
+    # the plugin ran in a worker process per round, each with the case's options on its
+    # socket (the case and its A/A twin both use the plugin)
     seen = [json.loads(line) for line in record.read_text().splitlines()]
     assert len({s["pid"] for s in seen}) == 2
     assert all(s["nodelay"] == 1 and s["buffer"] == io.DEFAULT_BUFFER_SIZE for s in seen)
@@ -153,7 +171,8 @@ def test_dry_run_lists_cases_with_an_estimate() -> None:
     proc = flushbench_cli("run", "--suite", "smoke", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 7 and lines[-1].startswith("6 cases, estimated")
+    assert len(lines) == 10
+    assert lines[-1].startswith("6 cases and 3 A/A twins in 3 cells, 5 rounds x 2 values")
     assert all("\t~" in line for line in lines[:-1])
 
 

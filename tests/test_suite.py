@@ -13,7 +13,7 @@ from flushbench.suites import available_suites, expand, filter_cases, load_suite
 GOOD = """
 [suite]
 name = "t"
-processes = 1
+rounds = 4
 values = 2
 
 [[matrix]]
@@ -36,7 +36,7 @@ def test_matrix_expands_to_the_product_sorted() -> None:
     assert len(ids) == 9 and len(set(ids)) == 9
     assert ids == [c.id for c in sorted(suite.cases, key=Case.sort_key)]
     assert ids[0] == "stream-makefile-s64-p2-nd0-sbauto-loopback"
-    assert suite.processes == 1 and suite.values == 2
+    assert suite.rounds == 4 and suite.values == 2
 
 
 def test_ids_are_stable_and_readable() -> None:
@@ -74,8 +74,10 @@ def test_reply_defaults_follow_the_workload() -> None:
     ("[[matrix]]\nworkload='wwr'\nstrategy='sendall'\nmsg_size=64\nparts=1", "parts must be >= 2"),
     ("[[matrix]]\nworkload='stream'\nstrategy='sendall'\nmsg_size=[]", "is an empty list"),
     ("[[matrix]]\nworkload='stream'\nstrategy='sendall'\nmsg_size='big'", "msg_size must be"),
-    ("[suite]\nprocesses=0\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
-     "processes must be >= 1"),
+    ("[suite]\nrounds=0\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
+     "rounds must be >= 1"),
+    ("[suite]\nprocesses=2\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
+     "processes is gone: every case is now measured once per round"),
     ("[suite]\nspeed=1\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
      "unknown key 'speed'"),
     ("[suite]\nname='x'", "needs at least one [[matrix]]"),
@@ -115,9 +117,10 @@ def test_shipped_suites_load_and_meet_their_brief() -> None:
     assert {c.sndbuf for c in quick.cases} >= {0, 1, 65536}
     sizes = {c.msg_size for c in quick.cases if c.workload == "stream"}
     assert min(sizes) == 64 and max(sizes) == 1 << 20
-    for case in quick.cases:  # 20,000 latency samples per latency case in quick
-        if case.workload in ("rr", "wwr", "pipeline"):
-            assert quick.processes * quick.values * case.op_count >= 20_000
+    assert quick.rounds >= 10  # paired verdicts need rounds
+    # both sides of TCP_NODELAY on a small stream
+    small = [c for c in quick.cases if c.workload == "stream" and c.msg_size in (64, 1024)]
+    assert {c.nodelay for c in small} == {False, True}
     full = load_suite("full")
     assert len(full.cases) > len(quick.cases)
 

@@ -98,6 +98,9 @@ class Case:
     batch: int = 1  # messages per operation (pipeline)
     buffer: int = 0  # makefile buffer size; 0 = io.DEFAULT_BUFFER_SIZE
     transport: str = "loopback"
+    # The A/A control: the same code as the case without it, under a second label (id suffix
+    # "-twin"), measured in the same rounds to show the run's own noise floor.
+    twin: bool = False
     # How it is measured, not what: not part of the id.
     ops: int = field(default=0, compare=False)
 
@@ -117,6 +120,7 @@ class Case:
             need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a whole number >= 0, got {value!r}")
         need(isinstance(self.nodelay, bool), f"nodelay must be true or false, got {self.nodelay!r}")
+        need(isinstance(self.twin, bool), f"twin must be true or false, got {self.twin!r}")
         need(1 <= self.parts <= MAX_PARTS, f"parts must be 1..{MAX_PARTS}, got {self.parts}")
         need(1 <= self.batch <= MAX_BATCH, f"batch must be 1..{MAX_BATCH}, got {self.batch}")
         need(self.msg_size <= MAX_SIZE, f"msg_size must be <= {MAX_SIZE}, got {self.msg_size}")
@@ -174,12 +178,15 @@ class Case:
         if self.buffer:
             bits.append("b" + size_id(self.buffer))
         bits.append(self.transport)
+        if self.twin:
+            bits.append("twin")
         return "-".join(bits)
 
-    def sort_key(self) -> tuple[str, int, str, int, int, bool, int, int, int, int, int, int]:
+    def sort_key(self) -> tuple[str, int, str, int, int, bool, int, int, int, int, int, int,
+                                bool]:
         return (self.transport, WORKLOADS.index(self.workload), self.strategy, self.msg_size,
                 self.parts, self.nodelay, self.sndbuf, self.rcvbuf, self.notsent_lowat,
-                self.reply, self.batch, self.buffer)
+                self.reply, self.batch, self.buffer, self.twin)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

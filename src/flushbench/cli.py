@@ -39,6 +39,22 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _seed(text: str) -> int:
+    if not text.isdigit() or int(text) >= 1 << 63:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.03, got {text!r}") from None
+    if not 0 <= value < 1:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -90,8 +106,14 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                      help="register your own Strategy subclass (repeatable)")
     run.add_argument("--pin", type=_pin, default={}, metavar="client=N,peer=M",
                      help="pin client workers and the peer to CPUs")
-    run.add_argument("--processes", type=_positive, help="override the suite's worker processes")
-    run.add_argument("--values", type=_positive, help="override the suite's values per process")
+    run.add_argument("--rounds", type=_positive,
+                     help="override the suite's rounds (each measures every case once)")
+    run.add_argument("--values", type=_positive, help="override the suite's values per trial")
+    run.add_argument("--seed", type=_seed, metavar="N",
+                     help="seed of the interleaved schedule (default: a fresh one, recorded)")
+    run.add_argument("--min-effect", type=_fraction, default=0.03, metavar="F",
+                     help="ratios within F of 1 are 'same' whatever their interval "
+                          "(default 0.03 = 3 %%)")
     run.add_argument("--inherit-environ", metavar="VARS",
                      help="comma-separated environment variables workers keep (pyperf drops "
                           "the rest)")
@@ -133,9 +155,14 @@ def _add_stored(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     compare.add_argument("--out", type=Path, default=None, metavar="DIR",
                          help="also write compare.csv, compare.md, index.html and charts here")
     sub.add_parser("list", help="list strategies, workloads and suites")
-    show = sub.add_parser("show", help="print a stored run as a terminal table")
+    show = sub.add_parser("show", help="print a stored run's verdicts (or its table) in the "
+                          "terminal")
     show.add_argument("runs", nargs="+", type=Path, metavar="RUN")
-    show.add_argument("--filter", action="append", default=[], metavar="PAT")
+    show.add_argument("--filter", action="append", default=[], metavar="PAT",
+                      help="only cases whose id matches (a glob or a substring); repeatable")
+    show.add_argument("--all", action="store_true",
+                      help="also print the full table: every case with throughput, latency, "
+                      "segments, calls and SO_SNDBUF (runs without verdicts always get it)")
 
 
 def _add_netlab(sub: argparse._SubParsersAction[OneLineParser]) -> None:

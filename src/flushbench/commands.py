@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import FlushbenchError, UsageError
 
 if TYPE_CHECKING:
+    from .analysis.runs import StoredRun
     from .run.options import RunOptions, RunOutcome
 
 
@@ -25,15 +26,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run.progress import RunProgress
 
     if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
-                        or args.processes or args.values or args.loops_file or args.pin
+                        or args.rounds or args.values or args.loops_file or args.pin
+                        or args.seed is not None
                         or args.peer or args.link):
         raise UsageError("--resume measures the rest as the run it resumes was measured "
-                         "(suite, filters, directory, processes, values, loops, pinning, peer); "
+                         "(suite, filters, directory, rounds, values, seed, loops, pinning, "
+                         "peer); "
                          "drop the other run options")
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
                       machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,
-                      processes=args.processes, values=args.values, quiet=args.quiet,
+                      rounds=args.rounds, values=args.values, seed=args.seed,
+                      min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,
                       inherit_environ=args.inherit_environ)
     if args.dry_run:
@@ -46,8 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(opts: RunOptions) -> int:
+    from .analysis.cells import cells
     from .results import read_meta
-    from .run.estimate import estimate_case_s
+    from .run.estimate import VISIT_START_S, estimate_case_s
     from .run.options import prepare_suite
 
     suite = prepare_suite(opts, read_meta(opts.resume) if opts.resume else None)
@@ -56,19 +61,23 @@ def _dry_run(opts: RunOptions) -> int:
         from .netlab.linkspec import LinkSpec
 
         rtt = LinkSpec.parse(opts.link).rtt_s
-    total = 0.0
-    for case in suite.cases:
-        est = estimate_case_s(case, suite, rtt)
-        total += est
-        print(f"{case.id}\t~{est:.1f} s")
-    print(f"{len(suite.cases)} cases, estimated {total / 60:.1f} min "
-          f"({suite.processes} processes x {suite.values} values per case)")
+    groups = cells(suite.cases)
+    total = VISIT_START_S * len(groups) * suite.rounds
+    for cell in groups:
+        for case in cell.cases:
+            est = estimate_case_s(case, suite, rtt)
+            total += est
+            print(f"{case.id}\t~{est:.1f} s")
+    twins = sum(c.twin for cell in groups for c in cell.cases)
+    print(f"{len(suite.cases)} cases and {twins} A/A twins in {len(groups)} cells, "
+          f"{suite.rounds} rounds x {suite.values} values per trial: estimated "
+          f"{total / 60:.1f} min")
     return 0
 
 
 def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
-    from .report.terminal import console, quality_lines, summary_table
-    from .results import load
+    from .analysis.runs import open_runs
+    from .report.terminal import console
 
     run_dir = outcome.run_dir
     if run_dir is None:
@@ -79,10 +88,9 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
         console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with: "
                       f"flushbench run --resume {run_dir}", highlight=False, markup=False)
         return outcome.exit_code
-    frame = load(run_dir)
     if not args.quiet:
-        console.print(summary_table(frame, title=str(run_dir)))
-        _warnings(quality_lines(frame))
+        (stored,) = open_runs([run_dir])
+        _print_run(stored, None, show_all=False, title=str(run_dir))
     if args.report:
         from .report.document import build_report
 
@@ -93,6 +101,29 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
         console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "
                       "column)", highlight=False)
     return outcome.exit_code
+
+
+def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title: str) -> None:
+    """A run in the terminal: its verdicts and noise floor (the summary table for runs
+    without verdicts, or with ``show_all``), then its quality warnings."""
+    from rich.text import Text
+
+    from .report.terminal import console, noise_line, quality_lines, summary_table, verdict_table
+    from .suites import id_matches
+
+    frame = run.table
+    if filters:
+        frame = frame[frame["case"].map(lambda cid: id_matches(cid, filters))]
+    table = verdict_table(run, list(frame["case"]))
+    if show_all or table is None:
+        console.print(summary_table(frame, title=title))
+    if table is not None:
+        console.print(table)
+        console.print(noise_line(run), highlight=False)
+        if not show_all:
+            console.print(Text(f"every figure of every case: flushbench show --all {run.path}",
+                               style="dim"), highlight=False)
+    _warnings(quality_lines(frame))
 
 
 def _warnings(lines: list[str]) -> None:
@@ -128,16 +159,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .report.terminal import console, quality_lines, summary_table
-    from .results import load
-    from .suites import id_matches
+    from .analysis.runs import open_runs
 
-    frame = load(args.runs)
-    if args.filter:
-        frame = frame[frame["case"].map(lambda cid: id_matches(cid, args.filter))]
-    for run_id, part in frame.groupby("run", sort=False):
-        console.print(summary_table(part, title=f"{part['machine'].iloc[0]} / {run_id}"))
-        _warnings(quality_lines(part))
+    for run in open_runs(args.runs):
+        _print_run(run, args.filter, args.all, f"{run.machine} / {run.run_id}")
     return 0
 
 

@@ -42,7 +42,7 @@ class PeerProcess:
         if allow_from is not None:
             argv += ["--allow-from", allow_from]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=_child_env())
+                                     env=child_env())
         try:
             ready = self._read_ready(ready_timeout)
         except BaseException:
@@ -86,7 +86,7 @@ class PeerProcess:
         self.close()
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """Children must import this very flushbench, installed or from a source tree."""
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

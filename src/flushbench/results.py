@@ -28,10 +28,10 @@ import pandas as pd
 
 from .errors import ResultsError, UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: interleaved rounds (trials.csv, verdicts.csv, twin column)
 
 CASE_COLUMNS = ["case", "workload", "strategy", "nodelay", "sndbuf", "rcvbuf", "notsent_lowat",
-                "msg_size", "parts", "reply", "batch", "buffer", "transport"]
+                "msg_size", "parts", "reply", "batch", "buffer", "transport", "twin"]
 METRIC_COLUMNS = [
     "throughput_bps",  # payload bits per second sent by the client
     "msgs_per_s",
@@ -51,7 +51,7 @@ METRIC_COLUMNS = [
 ]
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
 STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error"}
-BOOL_COLUMNS = {"nodelay", "nodelay_eff"}
+BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin"}
 
 TABLE = "table.csv"
 META = "meta.json"
@@ -78,6 +78,7 @@ class ResultRow(TypedDict, total=False):
     batch: int
     buffer: int
     transport: str
+    twin: bool
     throughput_bps: float
     msgs_per_s: float
     rate_rsd: float
@@ -179,8 +180,8 @@ class RunWriter:
         meta = dict(meta)
         meta["schema_version"] = SCHEMA_VERSION
         writer = cls(run_dir, meta)
-        writer.write_meta()
         writer.write_table()
+        writer.write_meta()  # last: a meta.json means a complete, loadable run directory
         return writer
 
     @classmethod
@@ -262,7 +263,7 @@ def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataF
                            "flushbench table")
     for col in COLUMNS:  # older schemas: add what they did not have
         if col not in frame.columns:
-            frame[col] = pd.NA
+            frame[col] = False if col == "twin" else pd.NA  # schema 1 had no twins
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
     for col in STRING_COLUMNS:
         frame[col] = frame[col].fillna("").astype(str)
@@ -274,7 +275,7 @@ def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataF
 def _to_bool(value: Any) -> Any:
     if isinstance(value, str):
         return {"true": True, "false": False, "1": True, "0": False}.get(value.lower(), pd.NA)
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return pd.NA
     return bool(value)
 

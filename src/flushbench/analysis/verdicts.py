@@ -15,15 +15,21 @@ least ``min_effect`` away from 1; otherwise "same" (within the interval's reach)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from ..case import THROUGHPUT_WORKLOADS
+from .cells import Comparison
 
 ALPHA = 0.05
 MIN_EFFECT = 0.03  # ratios within 3 % of 1 are "same" whatever the interval says
-VERDICT_COLUMNS = ["case", "baseline", "metric", "ratio", "ci_low", "ci_high", "p_value",
-                   "q_value", "verdict"]
+VERDICTS = "verdicts.csv"
+VERDICT_COLUMNS = ["case", "baseline", "axis", "metric", "ratio", "ci_low", "ci_high",
+                   "p_value", "q_value", "verdict", "rounds", "higher_is_better"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +58,7 @@ class Paired:
     rounds: int
 
 
-def paired_ratio(case: Sequence[float], baseline: Sequence[float],
+def paired_ratio(case: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray,
                  alpha: float = ALPHA) -> Paired | None:
     """The paired ratio case/baseline over rounds (element i of each is round i).
 
@@ -106,3 +112,49 @@ def within(paired: Paired | None) -> float:
     if paired is None:
         return math.nan
     return max(abs(paired.high - 1.0), abs(1.0 - paired.low))
+
+
+def metrics_for(workload: str) -> tuple[Metric, ...]:
+    """The figures a case of ``workload`` is judged on (segments show what buffering does)."""
+    if workload in THROUGHPUT_WORKLOADS:
+        return (THROUGHPUT, SEGMENTS)
+    return (P50, P99, SEGMENTS)
+
+
+def build(trials: pd.DataFrame, comparisons: Iterable[Comparison],
+          workloads: Mapping[str, str], min_effect: float = MIN_EFFECT,
+          alpha: float = ALPHA) -> pd.DataFrame:
+    """verdicts.csv: one row per comparison and metric, paired by round over ``trials``.
+
+    ``trials`` has a row per case and round (trials.csv); failed trials are left out, and a
+    round counts for a comparison only where both sides finished it.
+    """
+    ok = trials[trials["error"].fillna("").astype(str) == ""] if len(trials) else trials
+    rows: list[dict[str, Any]] = []
+    pairs: list[Paired | None] = []
+    for comp in comparisons:
+        workload = workloads.get(comp.case, "")
+        for metric in metrics_for(workload):
+            if len(ok) and metric.column in ok.columns:
+                table = ok.pivot_table(index="round", columns="case", values=metric.column,
+                                       aggfunc="mean")
+            else:
+                table = pd.DataFrame()
+            paired = None
+            if comp.case in table.columns and comp.baseline in table.columns:
+                both = table[[comp.case, comp.baseline]].astype(float)
+                paired = paired_ratio(both[comp.case].to_numpy(), both[comp.baseline].to_numpy(),
+                                      alpha)
+            pairs.append(paired)
+            rows.append({"case": comp.case, "baseline": comp.baseline, "axis": comp.axis,
+                         "metric": metric.column, "higher_is_better": metric.higher_is_better,
+                         "ratio": paired.ratio if paired else math.nan,
+                         "ci_low": paired.low if paired else math.nan,
+                         "ci_high": paired.high if paired else math.nan,
+                         "p_value": paired.p_value if paired else math.nan,
+                         "rounds": paired.rounds if paired else 0})
+    qs = q_values(r["p_value"] for r in rows)
+    for row, paired, q in zip(rows, pairs, qs):
+        row["q_value"] = q
+        row["verdict"] = verdict(paired, q, bool(row["higher_is_better"]), min_effect, alpha)
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)

@@ -1,11 +1,12 @@
-"""Rough time estimates per case: the dry run's total and the progress bar's ETA."""
+"""Rough time estimates: the dry run's total and the progress bar's ETA."""
 
 from __future__ import annotations
 
 from ..case import Case
 from ..suites import Suite
 
-WORKER_START_S = 0.3  # a worker process's start-up, connect and warm-up (estimate)
+VISIT_START_S = 0.12  # a visit's worker process: start-up and imports (estimate)
+CONNECT_S = 0.002  # connect and HELLO of one trial
 
 
 def estimate_op_s(case: Case, rtt: float = 0.0) -> float:
@@ -21,7 +22,20 @@ def estimate_op_s(case: Case, rtt: float = 0.0) -> float:
     return rtt + 8e-5 + case.batch * (3e-6 + case.msg_size / 2e9) + case.reply_size / 2e9
 
 
+def estimate_trial_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:
+    """One trial of ``case``: connect, warm-up, and the suite's values (at least one op each)."""
+    op = estimate_op_s(case, rtt)
+    value_s = max(op, min(suite.value_time, case.op_count * op)) + 2 * rtt
+    warm_up = min(0.2, 64 * op) + 3 * rtt
+    return CONNECT_S + warm_up + (suite.warmups + suite.values) * value_s
+
+
 def estimate_case_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:
-    value_s = min(suite.value_time, case.op_count * estimate_op_s(case, rtt)) + 2 * rtt
-    warm_up = min(0.2, 64 * estimate_op_s(case, rtt)) + 3 * rtt
-    return suite.processes * (WORKER_START_S + warm_up + (suite.warmups + suite.values) * value_s)
+    """All of one case's trials over the suite's rounds (its share of the visits' start-up
+    not included)."""
+    return suite.rounds * estimate_trial_s(case, suite, rtt)
+
+
+def estimate_visit_s(cases: list[Case], suite: Suite, rtt: float = 0.0) -> float:
+    """One visit: a worker process and one trial of each of its cases."""
+    return VISIT_START_S + sum(estimate_trial_s(c, suite, rtt) for c in cases)

@@ -1,57 +1,60 @@
-"""The pyperf manager side of ``flushbench run``.
+"""The manager side of ``flushbench run``: interleaved rounds of visits, then the verdicts.
 
-One manager process reaches the peer (:mod:`.targets`), then asks pyperf for one benchmark
-per case (:mod:`.pyperf_adapter`). pyperf spawns worker processes
-(``python -m flushbench.measure.worker``) which get every per-case option on their command
-line. After each case the manager merges the workers' counters and samples into a table row
-(:mod:`.merge`) and writes it, so an interrupted run keeps every finished case.
+One manager process reaches the peer (:mod:`.targets`), groups the suite's cases into cells
+with their baselines and A/A twins (:mod:`flushbench.analysis.cells`) and runs R rounds of
+visits (:mod:`.schedule`): one worker process per cell and round measures that cell's cases
+in a fresh random order (:mod:`.visits`). After each visit the manager writes the trials, the
+cases' table rows and samples, and pyperf.json (a pyperf Run per trial), so an interrupted
+run keeps every finished visit; at the end it writes verdicts.csv.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import io
 import json
+import random
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+import pandas as pd
 import pyperf
 
 from .. import __version__
+from ..analysis import verdicts
+from ..analysis.cells import Cell, cells
 from ..case import Case
 from ..measure.protocol import format_addr
 from ..metadata import collect_host, machine_id
-from ..results import ResultRow, RunWriter, atomic_write, read_meta
+from ..results import RunWriter, atomic_write, read_meta
 from ..suites import Suite
-from . import hostspeed, merge
+from . import hostspeed
 from .options import RunOptions, RunOutcome, default_run_dir, load_loops, prepare_suite
-from .pyperf_adapter import CaseRunner
+from .schedule import Visit, plan
 from .targets import PeerLink, Target, targets
 from .timing import Timeline, span
-
-if TYPE_CHECKING:
-    import numpy as np
+from .trials import TRIAL_COLUMNS, TRIALS, CaseTrials, trial_row
+from .visits import VisitSpec, run_visit, worker_env
 
 
 class Progress(Protocol):
-    """What the manager tells the user as cases start and end (see :mod:`.progress`)."""
+    """What the manager tells the user as visits start and end (see :mod:`.progress`)."""
 
-    def start_case(self, case: Case) -> None: ...
+    def start_visit(self, visit: Visit, cases: Sequence[Case]) -> None: ...
 
-    def end_case(self, case: Case, row: ResultRow) -> None: ...
+    def end_visit(self, visit: Visit, rows: Sequence[dict[str, Any]]) -> None: ...
 
 
-ProgressFactory = Callable[[Suite, list[Case]], AbstractContextManager[Progress]]
+ProgressFactory = Callable[[Suite, list[Visit]], AbstractContextManager[Progress]]
 
 
 @contextlib.contextmanager
@@ -74,142 +77,149 @@ def signals_to_interrupt() -> Iterator[dict[str, bool]]:
 
 
 class Manager:
-    """Runs the planned cases of one run against one peer."""
+    """Runs the visits of one run against one peer."""
 
     def __init__(self, suite: Suite, writer: RunWriter, link: PeerLink, opts: RunOptions,
-                 loops: dict[str, int], timeline: Timeline | None = None) -> None:
+                 loops: dict[str, int], seed: int, timeline: Timeline | None = None) -> None:
         self.suite, self.writer, self.opts = suite, writer, opts
-        self.link, self.loops, self.timeline = link, loops, timeline
+        self.link, self.loops, self.timeline = link, dict(loops), timeline
+        self.cells: list[Cell] = cells(suite.cases)
+        self.visits: list[Visit] = plan(self.cells, suite.rounds, seed)
+        self.cases = {c.id: c for cell in self.cells for c in cell.cases}
         self.parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=writer.dir))
-        self.plan_file = self.parts / "plan.txt"
-        self.current: Case | None = None
-        self.pending_bench: pyperf.Benchmark | None = None
-        self.pyperf_suite: pyperf.BenchmarkSuite | None = None
-        pyperf_file = writer.dir / "pyperf.json"
-        if pyperf_file.exists():
-            self.pyperf_suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
-        argv = ["--quiet", "--processes", str(suite.processes), "--values", str(suite.values),
-                "--warmups", str(suite.warmups), "--timeout", str(suite.timeout)]
-        if opts.inherit_environ:
-            argv += ["--inherit-environ", opts.inherit_environ]
-        if "client" in opts.pin:
-            argv += ["--affinity", str(opts.pin["client"])]
-        self.runner = CaseRunner(argv, self._worker_cmdline)
+        self.env = worker_env(opts.inherit_environ)
+        self.epoch = time.time()
         self.speed = hostspeed.Tracker(opts.pin.values())
+        self.acc = {cid: CaseTrials(case) for cid, case in self.cases.items()}
+        self.trials: list[dict[str, Any]] = []
+        self._resume()
 
-    def _worker_cmdline(self, cmd: list[str], args: argparse.Namespace) -> None:
-        case = self.current
-        assert case is not None
-        cmd.extend(["--case", json.dumps(case.to_dict(), sort_keys=True),
-                    "--plan", str(self.plan_file),
-                    "--peer", format_addr(*self.link.addr),
-                    "--parts-dir", str(self.parts),
-                    "--value-time", str(self.suite.value_time),
-                    "--io-timeout", str(self.io_timeout)])
-        for spec in self.opts.strategy_plugins:
-            cmd.extend(["--strategy-plugin", spec])
-        cmd.extend(self.link.worker_args)
+    def _resume(self) -> None:
+        """Take back what an interrupted run finished: its trials and their samples."""
+        path = self.writer.dir / TRIALS
+        if not path.exists():
+            return
+        old = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        self.trials = [{str(k): v for k, v in r.items()} for r in old.to_dict("records")
+                       if str(r["case"]) in self.cases]
+        self.epoch = time.time() - max([float(r.get("end_s") or 0) for r in self.trials],
+                                       default=0.0)
+        for cid, acc in self.acc.items():
+            if cid in self.writer.rows:
+                acc.restore(self.writer.dir, {str(k): v for k, v in
+                                              self.writer.rows[cid].items()})
 
     @property
     def io_timeout(self) -> float:
-        """Per socket call: well inside pyperf's per-worker timeout, so a stall is named."""
+        """Per socket call: well inside the visit's time limit, so a stall is named."""
         return max(1.0, min(30.0, self.suite.timeout / 4))
 
-    def loops_for(self, case: Case) -> int:
-        return self.loops.get(case.id, case.op_count)
+    def todo(self, visit: Visit) -> list[Case]:
+        done = {(str(t["case"]), int(t["round"])) for t in self.trials}
+        return [c for c in visit.cases if (c.id, visit.round) not in done]
 
-    def run(self, plan: list[Case], progress: Progress, state: dict[str, bool]) -> RunOutcome:
+    def run(self, progress: Progress, state: dict[str, bool]) -> RunOutcome:
         outcome = RunOutcome(self.writer.dir)
-        self.plan_file.write_text("\n".join(c.id for c in plan) + "\n")
-        used_loops: dict[str, int] = {}
         tl = self.timeline
         try:
             with span(tl, "host probe"):
                 self.speed.start()
-            for index, case in enumerate(plan):
-                progress.start_case(case)
-                with span(tl, "case (all of it)"):
-                    row, samples = self.run_case(case, index, state)
-                    if state["interrupted"]:
-                        outcome.interrupted = True
-                        break
-                    used_loops[case.id] = self.loops_for(case)
-                    with span(tl, "host probe"):
-                        row["host_speed"] = self.speed.around_case()
-                    with span(tl, "table row and samples"):
-                        self.writer.add_case(row, samples)
-                    if not row.get("error") and self.pending_bench is not None:
-                        # after the row: a resumed run re-runs a rowless case
-                        with span(tl, "pyperf.json rewrite"):
-                            self._add_pyperf(self.pending_bench)
-                outcome.failed += bool(row.get("error"))
-                if row.get("error") and self.link.revive:
+            for index, visit in enumerate(self.visits):
+                todo = self.todo(visit)
+                if not todo:
+                    continue
+                progress.start_visit(visit, todo)
+                with span(tl, "visit (all of it)"):
+                    rows = self.run_visit(visit, todo, state)
+                progress.end_visit(visit, rows)
+                if state["interrupted"]:
+                    outcome.interrupted = True
+                    break
+                if any(r["error"] for r in rows) and self.link.revive:
                     self.link.revive()
-                outcome.done += 1
-                progress.end_case(case, row)
+                last_of_round = index + 1 == len(self.visits) or \
+                    self.visits[index + 1].round != visit.round
+                if last_of_round:
+                    with span(tl, "pyperf.json"):
+                        self._write_pyperf()
         except KeyboardInterrupt:
             outcome.interrupted = True
         finally:
-            with span(tl, "loops.json"):
-                self._save_loops(used_loops)
+            with span(tl, "verdicts"):
+                self._write_pyperf()
+                self.finish()
             shutil.rmtree(self.parts, ignore_errors=True)
+        measured = [acc for acc in self.acc.values() if acc.values or acc.errors]
+        outcome.done = len(measured)  # cases with at least one trial (finished or failed)
+        outcome.failed = sum(not acc.values for acc in measured)
         return outcome
 
-    def run_case(self, case: Case, index: int, state: dict[str, bool]
-                 ) -> tuple[ResultRow, dict[str, np.ndarray] | None]:
-        """Measure one case: a row (with an ``error`` for a failed one) and its samples."""
-        self.current = case
-        self.pending_bench = None
-        loops = self.loops_for(case)
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(captured), span(self.timeline, "pyperf workers"):
-                bench = self.runner.run_case(
-                    case.id, index, loops, case.msgs_per_op,
-                    {"flushbench_case": json.dumps(case.to_dict(), sort_keys=True)})
-            with span(self.timeline, "merge"):
-                row, samples, phases = merge.collect(case, self.parts, loops)
-        except KeyboardInterrupt:
-            state["interrupted"] = True
-            return merge.failed_row(case, "interrupted"), None
-        except (SystemExit, Exception) as exc:  # noqa: BLE001 - a failed case never stops the run
-            if state["interrupted"]:
-                return merge.failed_row(case, "interrupted"), None
-            return merge.failed_row(case, self._reason(case, exc, captured.getvalue())), None
-        if self.timeline is not None:
-            for worker in phases:
-                self.timeline.worker(case.id, worker)
-        self.pending_bench = bench
-        return row, samples
+    def run_visit(self, visit: Visit, todo: list[Case],
+                  state: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+        """Measure one visit's cases; write their trials, rows, samples and pyperf runs.
 
-    def _reason(self, case: Case, exc: BaseException, output: str) -> str:
-        """The most useful line about a failed case: the worker's own error, if it left one."""
-        lines = []
-        for err in sorted((self.parts / case.id).glob("*.err")):
-            lines += [ln for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
-        lines += [ln for ln in output.splitlines() if ln.strip()]
-        detail = lines[-1] if lines else ""
-        if isinstance(exc, SystemExit) and exc.code == 124:
-            return f"timed out after {self.suite.timeout} s (no answer from the worker)"
-        return detail or f"{type(exc).__name__}: {exc}"
+        A visit cut short by Ctrl-C is dropped whole (its worker got the signal too): a
+        resumed run measures it again.
+        """
+        spec = VisitSpec(visit.round, tuple(todo), self.loops, self.suite.values,
+                         self.suite.warmups, self.suite.value_time, self.io_timeout,
+                         self.epoch, tuple(self.opts.strategy_plugins))
+        folder = self.parts / f"r{visit.round}-c{visit.cell}"
+        with span(self.timeline, "worker process"):
+            records = run_visit(spec, folder, format_addr(*self.link.addr),
+                                self.link.worker_args, self.env,
+                                self.suite.timeout * len(todo), self.opts.pin.get("client"))
+        if state is not None and state["interrupted"]:
+            raise KeyboardInterrupt
+        with span(self.timeline, "host probe"):
+            speed = self.speed.around_case()
+        rows = []
+        with span(self.timeline, "merge and write"):
+            for position, (case, (record, lat)) in enumerate(zip(todo, records)):
+                row = trial_row(case, record, lat, visit.round, self.cells[visit.cell].name,
+                                position, speed)
+                rows.append(row)
+                self.trials.append(row)
+                self.acc[case.id].add(record, lat, visit.round, speed)
+                if not row["error"] and case.id not in self.loops and record.get("loops"):
+                    self.loops[case.id] = int(record["loops"])  # calibrated once, then frozen
+                if self.timeline is not None and record.get("phases"):
+                    self.timeline.worker(case.id, record["phases"])
+            self._write(todo)
+        shutil.rmtree(folder, ignore_errors=True)
+        return rows
 
-    def _add_pyperf(self, bench: pyperf.Benchmark) -> None:
-        kept = [b for b in (self.pyperf_suite or []) if b.get_name() != bench.get_name()]
-        self.pyperf_suite = pyperf.BenchmarkSuite([*kept, bench])
+    def _write(self, changed: Sequence[Case]) -> None:
+        frame = pd.DataFrame(self.trials, columns=TRIAL_COLUMNS)
+        with atomic_write(self.writer.dir / TRIALS) as fh:
+            frame.to_csv(fh, index=False)
+        for case in changed:
+            row, samples = self.acc[case.id].row()
+            self.writer.add_case(row, samples)
+        with atomic_write(self.writer.dir / "loops.json") as fh:
+            json.dump(self.loops, fh, indent=1, sort_keys=True)
+
+    def _write_pyperf(self) -> None:
+        metadata = {"hostname": str(self.writer.meta.get("client", {}).get("hostname", ""))}
+        benches = [b for acc in self.acc.values() if (b := acc.benchmark(metadata)) is not None]
+        if not benches:
+            return
         buf = io.StringIO()
-        self.pyperf_suite.dump(buf)
+        pyperf.BenchmarkSuite(benches).dump(buf)
         self.writer.write_pyperf(buf.getvalue())
 
-    def _save_loops(self, used: dict[str, int]) -> None:
-        path = self.writer.dir / "loops.json"
-        old = json.loads(path.read_text()) if path.exists() else {}
-        old.update(used)
-        with atomic_write(path) as fh:
-            json.dump(old, fh, indent=1, sort_keys=True)
+    def finish(self) -> None:
+        """verdicts.csv from every trial so far (an interrupted run gets a partial one)."""
+        comparisons = [c for cell in self.cells for c in cell.comparisons]
+        workloads = {cid: case.workload for cid, case in self.cases.items()}
+        frame = verdicts.build(pd.DataFrame(self.trials, columns=TRIAL_COLUMNS), comparisons,
+                               workloads, self.opts.min_effect)
+        with atomic_write(self.writer.dir / verdicts.VERDICTS) as fh:
+            frame.to_csv(fh, index=False, float_format="%.6g")
 
 
 def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: dict[str, Any],
-               run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+               run_dir: Path, extra: dict[str, Any], seed: int) -> dict[str, Any]:
     return {
         "run_id": run_dir.name, "machine_id": opts.machine or machine_id(host),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -217,9 +227,11 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
                   "cases": len(suite.cases)},
         "filters": opts.filters, "client": host, "peer": peer_meta,
         "transport": opts.transport, "link": None, "peer_addr": None, "pin": opts.pin,
-        "pyperf": {"processes": suite.processes, "values": suite.values,
-                   "warmups": suite.warmups, "timeout": suite.timeout,
-                   "value_time": suite.value_time, "fast": opts.fast},
+        "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
+                     "timeout": suite.timeout, "value_time": suite.value_time,
+                     "fast": opts.fast, "seed": seed, "min_effect": opts.min_effect,
+                     "comparisons": [[c.case, c.baseline, c.axis]
+                                     for cell in cells(suite.cases) for c in cell.comparisons]},
         "host_speed_probe": hostspeed.describe(opts.pin.values()),
         "flushbench_version": __version__, "argv": sys.argv, **extra,
     }
@@ -247,15 +259,20 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
                progress_factory: ProgressFactory, timeline: Timeline | None = None
                ) -> RunOutcome:
     opts = dataclasses.replace(opts, transport=target.transport)
+    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 31)
     if meta is not None and opts.resume is not None:
+        saved = meta.get("schedule") or {}
         saved_loops = Path(opts.resume) / "loops.json"
+        seed = int(saved.get("seed", seed))
         opts = dataclasses.replace(opts, pin=meta.get("pin") or {},
+                                   min_effect=float(saved.get("min_effect", opts.min_effect)),
                                    loops_file=saved_loops if saved_loops.exists() else None)
     suite = prepare_suite(opts, meta)
     loops = load_loops(opts.loops_file)
     host = collect_host()
     bind = "::1" if any(c.transport == "loopback6" for c in suite.cases) else "127.0.0.1"
     writer: RunWriter | None = None
+    run_dir: Path | None = Path(opts.resume) if opts.resume else None
     try:
         with signals_to_interrupt() as state, contextlib.ExitStack() as stack:
             link = target.open(stack, bind, opts.token_file, opts.pin.get("peer"))
@@ -266,16 +283,14 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
                 if target.label:
                     run_dir = run_dir.with_name(f"{run_dir.name}-{target.label}")
                 writer = RunWriter.create(run_dir, build_meta(opts, suite, host, link.meta,
-                                                              run_dir, link.extra))
-            writer.order = [c.id for c in suite.cases]
-            done = writer.done_ids()
-            plan = [c for c in suite.cases if c.id not in done]
-            manager = Manager(suite, writer, link, opts, loops, timeline)
-            progress = stack.enter_context(progress_factory(suite, plan))
-            outcome = manager.run(plan, progress, state)
-            outcome.done += len(done)
-            return outcome
+                                                              run_dir, link.extra, seed))
+            manager = Manager(suite, writer, link, opts, loops, seed, timeline)
+            writer.order = list(manager.cases)
+            progress = stack.enter_context(progress_factory(suite, manager.visits))
+            return manager.run(progress, state)
     except KeyboardInterrupt:
-        # Ctrl-C outside a case (starting, cleaning up): what is written stays written.
+        # Ctrl-C outside a visit (starting, cleaning up): what is written stays written.
         kept = len(writer.done_ids()) if writer else 0
+        if writer is None and run_dir is not None and (run_dir / "meta.json").exists():
+            return RunOutcome(run_dir, interrupted=True)  # created just before the signal
         return RunOutcome(writer.dir if writer else None, done=kept, interrupted=True)

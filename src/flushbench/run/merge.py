@@ -26,7 +26,7 @@ def case_row(case: Case) -> ResultRow:
             "nodelay": case.nodelay, "sndbuf": case.sndbuf, "rcvbuf": case.rcvbuf,
             "notsent_lowat": case.notsent_lowat, "msg_size": case.msg_size,
             "parts": case.parts, "reply": case.reply_size, "batch": case.batch,
-            "buffer": case.buffer, "transport": case.transport}
+            "buffer": case.buffer, "transport": case.transport, "twin": case.twin}
 
 
 def failed_row(case: Case, reason: str) -> ResultRow:

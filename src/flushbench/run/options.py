@@ -31,8 +31,10 @@ class RunOptions:
     machine: str | None = None
     strategy_plugins: list[str] = field(default_factory=list)
     pin: dict[str, int] = field(default_factory=dict)
-    processes: int | None = None
+    rounds: int | None = None
     values: int | None = None
+    seed: int | None = None  # the schedule's seed (None: a fresh one, recorded in meta.json)
+    min_effect: float = 0.03  # ratios closer to 1 than this are "same" whatever the interval
     results_root: Path = Path("results")
     transport: str = "loopback"
     quiet: bool = False
@@ -60,6 +62,10 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         strategies.load_plugin(spec)
     strategies.load_entry_points()
     if meta is not None:
+        if "schedule" not in meta:
+            raise UsageError(f"{opts.resume} was measured in blocks by an older flushbench "
+                             "(no interleaved schedule); it loads and reports, but cannot be "
+                             "resumed: start a new run")
         suite = parse_suite(meta["suite"]["source"], where=f"{opts.resume}/meta.json")
         filters = meta.get("filters") or []
     else:
@@ -76,14 +82,13 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
             raise UsageError(f"{suite.path or 'suite ' + suite.name}: {case.id}: {exc}") from None
     changes: dict[str, Any] = {}
     if meta is not None:  # resume: measure the rest exactly as the run measured the start
-        saved = meta.get("pyperf", {})
-        changes.update({k: saved[k] for k in ("processes", "values", "warmups", "timeout",
+        saved = meta["schedule"]
+        changes.update({k: saved[k] for k in ("rounds", "values", "warmups", "timeout",
                                               "value_time") if k in saved})
-    elif opts.fast:  # fewer processes and values: rough answers, quickly
-        changes.update(processes=1, values=max(2, suite.values // 2),
-                       value_time=suite.value_time / 2)
-    if opts.processes:
-        changes["processes"] = opts.processes
+    elif opts.fast:  # fewer rounds and values: rough answers, quickly
+        changes.update(rounds=max(3, suite.rounds // 2), values=1)
+    if opts.rounds:
+        changes["rounds"] = opts.rounds
     if opts.values:
         changes["values"] = opts.values
     if opts.transport != "loopback":

@@ -1,8 +1,10 @@
-"""The progress bar during a run, with an ETA from each case's estimated time."""
+"""The progress bar during a run: one step per visit, ETA from each visit's estimated time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,26 +18,27 @@ from rich.progress import (
 
 from ..case import Case
 from ..report.terminal import progress_line
-from ..results import ResultRow
 from ..suites import Suite
-from .estimate import estimate_case_s
+from .estimate import estimate_visit_s
+from .schedule import Visit
 
 
 class RunProgress:
-    """A progress bar whose ETA comes from each case's estimated time, not from averages."""
+    """A progress bar over a run's visits, weighted by their estimated time."""
 
-    def __init__(self, suite: Suite, plan: list[Case], quiet: bool = False,
+    def __init__(self, suite: Suite, visits: list[Visit], quiet: bool = False,
                  console: Console | None = None) -> None:
-        self.suite, self.plan, self.quiet = suite, plan, quiet
+        self.suite, self.visits, self.quiet = suite, visits, quiet
         self.console = console or Console(stderr=True)
-        self.estimates = {c.id: estimate_case_s(c, suite) for c in plan}
         self.interactive = self.console.is_terminal and not quiet
-        self.bar = Progress(TextColumn("[bold]{task.fields[case]}"), BarColumn(),
+        total = sum(estimate_visit_s(list(v.cases), suite) for v in visits)
+        self.bar = Progress(TextColumn("[bold]{task.fields[what]}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                             TimeRemainingColumn(), console=self.console,
                             disable=not self.interactive)
-        self.task = self.bar.add_task("run", total=len(plan), case="")
+        self.task = self.bar.add_task("run", total=max(total, 1e-9), what="")
         self.index = 0
+        self.rounds = max((v.round for v in visits), default=0) + 1
 
     def __enter__(self) -> RunProgress:
         self.bar.__enter__()
@@ -45,12 +48,14 @@ class RunProgress:
                  tb: TracebackType | None) -> None:
         self.bar.__exit__(exc_type, exc, tb)
 
-    def start_case(self, case: Case) -> None:
+    def start_visit(self, visit: Visit, cases: Sequence[Case]) -> None:
         self.index += 1
-        self.bar.update(self.task, case=case.id)
+        self.bar.update(self.task, what=f"round {visit.round + 1}/{self.rounds}")
 
-    def end_case(self, case: Case, row: ResultRow) -> None:
-        self.bar.advance(self.task)
+    def end_visit(self, visit: Visit, rows: Sequence[dict[str, Any]]) -> None:
+        self.bar.advance(self.task, estimate_visit_s(list(visit.cases), self.suite))
         if not self.interactive and not self.quiet:
-            self.console.print(progress_line(self.index, len(self.plan), case.id, row),
-                          highlight=False, soft_wrap=True, markup=False)
+            for row in rows:
+                self.console.print(progress_line(visit.round + 1, self.rounds,
+                                                 str(row["case"]), row),
+                                   highlight=False, soft_wrap=True, markup=False)

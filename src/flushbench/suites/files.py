@@ -22,15 +22,20 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 @dataclass(frozen=True, slots=True)
 class Suite:
-    """A named, ordered list of cases plus how to measure them."""
+    """A named, ordered list of cases plus how to measure them.
+
+    A run is ``rounds`` rounds; in each, every case is measured once (a *trial*: its own
+    connection, ``warmups`` untimed values, then ``values`` timed values of about
+    ``value_time`` seconds each, the loop count calibrated in the first round and frozen).
+    """
 
     name: str
     cases: tuple[Case, ...]
-    processes: int = 2
-    values: int = 3
-    warmups: int = 1
-    value_time: float = 0.25  # seconds: a value stops early past this (slow cases)
-    timeout: int = 120  # seconds for one worker process
+    rounds: int = 10
+    values: int = 2
+    warmups: int = 0
+    value_time: float = 0.05  # seconds: a value of the first round stops early past this
+    timeout: int = 60  # seconds per case of a visit (a stalled worker is stopped)
     description: str = ""
     source: str = ""  # the TOML text, kept in meta.json
     path: str = ""  # where it was read from
@@ -40,8 +45,9 @@ class Suite:
 
 
 SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "description": str, "processes": int, "values": int, "warmups": int,
+    "name": str, "description": str, "rounds": int, "values": int, "warmups": int,
     "value_time": (int, float), "timeout": int}
+MAX_ROUNDS = 1000
 
 
 def available_suites() -> dict[str, Path]:
@@ -90,14 +96,20 @@ def parse_suite(text: str, where: str = "suite", default_name: str = "custom") -
     if not isinstance(head, dict):
         raise UsageError(f"{where}: [suite] must be a table")
     for key, value in head.items():
+        if key == "processes":
+            raise UsageError(f"{where}: [suite] processes is gone: every case is now measured "
+                             "once per round, interleaved with its baseline; write rounds = N "
+                             "(10 or more) instead")
         if key not in SUITE_KEYS:
             raise UsageError(f"{where}: [suite] has unknown key {key!r}; expected some of "
                              f"{', '.join(SUITE_KEYS)}")
         if not isinstance(value, SUITE_KEYS[key]) or isinstance(value, bool):
             raise UsageError(f"{where}: [suite] {key} has the wrong type ({value!r})")
-    for key in ("processes", "values", "timeout"):
+    for key in ("rounds", "values", "timeout"):
         if key in head and head[key] < 1:
             raise UsageError(f"{where}: [suite] {key} must be >= 1, got {head[key]}")
+    if head.get("rounds", 1) > MAX_ROUNDS:
+        raise UsageError(f"{where}: [suite] rounds must be <= {MAX_ROUNDS}")
     if head.get("warmups", 0) < 0 or head.get("value_time", 1) <= 0:
         raise UsageError(f"{where}: [suite] warmups must be >= 0 and value_time > 0")
     matrices = data.get("matrix")
