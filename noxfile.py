@@ -73,16 +73,18 @@ PERF_FAST = {
     "wall": [],  # smoke and quick, once each
     "repeat": ["--filter", "stream-*", "--filter", "file-*"],  # the throughput cases only
     "breakdown": ["--suite", "smoke"],
+    "verdicts": ["--fast"],  # one run, three cells; `-- verdicts` alone: the README's figures
 }
 
 
 @nox.session
 def perf(session: nox.Session) -> None:
-    """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown}.py.
+    """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown,verdicts}.py.
 
-        nox -s perf                         # all four in turn, fast settings (PERF_FAST)
+        nox -s perf                         # all five in turn, fast settings (PERF_FAST)
         nox -s perf -- breakdown            # one script, with its own defaults (quick suite)
         nox -s perf -- repeat --suite smoke # one script; the rest goes to it (see --help)
+        nox -s perf -- verdicts -o v.json   # A/A false positives, power, repeatability
     """
     session.install("-e", ".")
     if not session.posargs:

@@ -1,5 +1,5 @@
-"""What bench_wall, bench_repeat and bench_breakdown share: a work directory, the load line,
-and one ``flushbench run`` as a subprocess. Not a benchmark itself."""
+"""What the bench scripts share: a work directory, the load line, and one ``flushbench run``
+as a subprocess. Not a benchmark itself."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +36,13 @@ def workdir(out: Path | None, prefix: str) -> Iterator[Path]:
 
 
 def run_suite(suite: str, out: Path, extra: Sequence[str] = (),
-              timeout: float = RUN_TIMEOUT_S) -> tuple[float, int, Path]:
+              timeout: float = RUN_TIMEOUT_S, env: Mapping[str, str] | None = None
+              ) -> tuple[float, int, Path]:
     """``flushbench run --suite S --out OUT [extra]``: wall seconds, exit code, log file.
 
-    A run that outlives ``timeout`` is killed (its process group: the peer and the pyperf
-    workers too) and reported with exit code 124.
+    ``env``: the run's environment (default: this process's). A run that outlives
+    ``timeout`` is killed (its process group: the peer and the visit workers too) and
+    reported with exit code 124.
     """
     cmd = [sys.executable, "-m", "flushbench", "run", "--suite", suite, "--out", str(out),
            *extra]
@@ -49,7 +51,7 @@ def run_suite(suite: str, out: Path, extra: Sequence[str] = (),
     with open(log, "w") as fh:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)
+                                start_new_session=True, env=None if env is None else dict(env))
         # a timer, not wait(timeout): that polls, adding up to 50 ms to the wall time
         timer = threading.Timer(timeout, _kill_group, (proc.pid, signal.SIGKILL))
         timer.start()

@@ -5,24 +5,24 @@
     python bench/bench_breakdown.py --suite quick --filter 'stream-*' --out /tmp/bd
 
 The suite runs in this process through the public hook, ``flushbench.run.manager.run(opts,
-progress_factory, timeline=Timeline())`` (:mod:`flushbench.run.timing`): the manager records
-its spans (each case, pyperf's workers, the merge, the writes, the host probe) and hands on
-each worker process's own phases (``Session.phases``: connect, temp file, setup, warm-up,
-timed values). The progress lines are timed by wrapping the progress object this script
-passes in, and the end (loading the run and the summary table, as ``flushbench run`` does)
-is timed here. Whatever is left of the wall time is the run's start and end outside the
-cases: suite, host metadata, peer process, run directory. Then ``--startup`` (the default)
-times interpreter start-ups and imports in subprocesses, median of 7 each, and estimates
-from them the share of the workers' time that is start-up.
+progress_factory, timeline=Timeline())`` (:mod:`flushbench.run.timing`). A run is rounds of
+*visits*: one worker process per cell and round (``python -m flushbench.measure.visit``)
+measures that cell's cases, each on its own connection (a *trial*). The manager records its
+spans: the host probe (before the first visit and after each), each visit ("visit (all of
+it)"), inside it the worker process, the merge and write of the trials, table rows, samples,
+pyperf.json and loops.json, and at the end "verdicts" (verdicts.csv). It hands on each
+trial's own phases (``Session.phases``: connect, temp file, setup, warm-up, timed values).
+The progress lines are timed by wrapping the progress object this script passes in, and the
+end (loading the run and printing its verdicts, as ``flushbench run`` does) is timed here.
+Whatever is left of the wall time is the run's start and end outside the visits: suite, host
+metadata, peer process, run directory. Then ``--startup`` (the default) times interpreter
+start-ups and imports in subprocesses, median of 7 each, and estimates from them the share
+of the worker processes' time that is start-up.
 
-Dropped from the old ``bench_harness.py breakdown``, which patched flushbench and pyperf
-internals: the split of a worker's life into spawn, imports, pyperf Runner set-up, pyperf's
-warm-up value, per-value accounting (TCP_INFO, latency copy), pyperf metadata, saving the
-parts, close and exit, and pyperf's own bookkeeping in the manager. None of these is
-reported through the hook; together they are the row "worker: the rest", and the start-up
-probes estimate its largest part. Also dropped: the table.csv rewrite apart from the samples
-file (one span, "table row and samples", now), and ``--exit-early`` (workers now always end
-with ``os._exit``).
+Not reported through the hook, so together in the row "worker: the rest": a worker's spawn,
+imports and plugin loading, untimed warm-up values (the suite's ``warmups``), per-value
+accounting (TCP_INFO, latency copy), closing each trial's connection, writing its record and
+the exit (``os._exit``); the start-up probes estimate its largest part.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,17 +43,18 @@ from _common import load_line, log_tail, workdir
 
 from flushbench.case import Case
 from flushbench.errors import FlushbenchError
+from flushbench.run.schedule import Visit
 from flushbench.run.timing import Timeline
 from flushbench.suites import Suite
 
-CASE = "case (all of it)"
-WORKERS = "pyperf workers"
-IN_CASE = [("manager: merge parts (numpy)", "merge"),
-           ("manager: table row and samples", "table row and samples"),
-           ("manager: pyperf.json rewrite", "pyperf.json rewrite")]
+VISIT = "visit (all of it)"
+WORKER = "worker process"
+MERGE = "merge and write"
+PROBE = "host probe"
+VERDICTS = "verdicts"
 PROBE_RUNS = 7
 PROBE_TIMEOUT_S = 60.0
-WORKER_START = "worker start-up (as pyperf runs it)"
+WORKER_START = "worker start-up (as the manager runs it)"
 
 
 class TimedProgress:
@@ -77,13 +78,13 @@ class TimedProgress:
         finally:
             self.seconds += time.perf_counter() - t0
 
-    def start_case(self, case: Case) -> None:
+    def start_visit(self, visit: Visit, cases: Sequence[Case]) -> None:
         with self._timed():
-            self.inner.start_case(case)
+            self.inner.start_visit(visit, cases)
 
-    def end_case(self, case: Case, row: Mapping[str, Any]) -> None:
+    def end_visit(self, visit: Visit, rows: Sequence[Mapping[str, Any]]) -> None:
         with self._timed():
-            self.inner.end_case(case, row)
+            self.inner.end_visit(visit, rows)
 
 
 @dataclass
@@ -95,25 +96,29 @@ class Measured:
     progress_s: float = 0.0
     finish_s: float = 0.0
     code: int = 0
+    cases: int = 0  # in the plan, twins included
+    rounds: int = 0
 
 
 def run_in_process(suite: str, filters: list[str], out: Path, log: Path) -> Measured:
     """``flushbench run --suite S --out OUT`` in this process, with a Timeline."""
     from rich.console import Console
 
-    import flushbench
-    from flushbench.report.terminal import quality_lines, summary_table
+    from flushbench.analysis.runs import open_runs
+    from flushbench.report.terminal import noise_line, quality_lines, verdict_table
     from flushbench.run.manager import run
     from flushbench.run.options import RunOptions
     from flushbench.run.progress import RunProgress
 
     timeline = Timeline()
     shown: list[TimedProgress] = []
+    planned: list[Visit] = []
     with open(log, "w") as fh:
         console = Console(file=fh, width=120)
 
-        def progress(suite: Suite, plan: list[Case]) -> TimedProgress:
-            shown.append(TimedProgress(RunProgress(suite, plan, False, console)))
+        def progress(suite: Suite, visits: list[Visit]) -> TimedProgress:
+            planned.extend(visits)
+            shown.append(TimedProgress(RunProgress(suite, visits, False, console)))
             return shown[-1]
 
         opts = RunOptions(suite=suite, out=out, filters=filters)
@@ -122,20 +127,25 @@ def run_in_process(suite: str, filters: list[str], out: Path, log: Path) -> Meas
         t1 = time.perf_counter()
         for outcome in outcomes:  # what `flushbench run` does at the end
             if outcome.run_dir is not None and not outcome.interrupted:
-                frame = flushbench.load(outcome.run_dir)
-                console.print(summary_table(frame, title=str(outcome.run_dir)))
-                for line in quality_lines(frame):
-                    console.print(f"warning: {line}", markup=False)
+                for stored in open_runs([outcome.run_dir]):
+                    table = verdict_table(stored, list(stored.table["case"]))
+                    if table is not None:
+                        console.print(table)
+                        console.print(noise_line(stored))
+                    for line in quality_lines(stored.table):
+                        console.print(f"warning: {line}", markup=False)
         wall = time.perf_counter() - t0
     return Measured(wall, timeline, sum(p.seconds for p in shown), wall - (t1 - t0),
-                    max((o.exit_code for o in outcomes), default=0))
+                    max((o.exit_code for o in outcomes), default=0),
+                    len({c.id for v in planned for c in v.cases}),
+                    len({v.round for v in planned}))
 
 
 def phase_sums(timeline: Timeline) -> dict[str, float]:
-    """The workers' phases (Session.phases), summed over every worker process."""
+    """The trials' phases (Session.phases), summed over every trial of every worker."""
     sums: dict[str, float] = defaultdict(float)
-    for worker in timeline.workers:
-        for key, value in worker.items():
+    for trial in timeline.workers:
+        for key, value in trial.items():
             if key != "case":
                 sums[key] += float(value)
     return sums
@@ -152,16 +162,17 @@ def breakdown_rows(m: Measured) -> list[tuple[str, float]]:
              ("worker: warm-up (<= 64 ops / 0.2 s)", ph["warm_up_s"]),
              (f"worker: timed values ({int(ph['values'])}; GO/READY + operations)",
               ph["values_s"])]
-    workers = tl.inside.get((CASE, WORKERS), 0.0)
-    rows = [*named, ("worker: the rest (start-up, pyperf, per-value accounting, exit)",
+    workers = tl.inside.get((VISIT, WORKER), 0.0)
+    rows = [*named, ("worker: the rest (start-up, per-value accounting, close, exit)",
                      workers - sum(s for _, s in named))]
-    rows += [(label, tl.inside.get((CASE, name), 0.0)) for label, name in IN_CASE]
-    rows += [("manager: host CPU probe (first, and after each case)",
-              tl.totals.get("host probe", 0.0)),
-             ("manager: rest of each case (bookkeeping)", tl.own(CASE)),
+    rows += [("manager: merge and write (trials, rows, samples, pyperf.json, loops)",
+              tl.inside.get((VISIT, MERGE), 0.0)),
+             ("manager: host CPU probe (first, and after each visit)",
+              tl.totals.get(PROBE, 0.0)),
+             ("manager: rest of each visit (plan file, clean-up)", tl.own(VISIT)),
              ("manager: progress lines", m.progress_s),
-             ("end: loops.json", tl.totals.get("loops.json", 0.0)),
-             ("end: load + summary table", m.finish_s)]
+             ("end: verdicts.csv", tl.totals.get(VERDICTS, 0.0)),
+             ("end: load + verdict table", m.finish_s)]
     rows.append(("start and end: suite, host metadata, peer, run directory (rest)",
                  m.wall - sum(s for _, s in rows)))
     return rows
@@ -169,17 +180,19 @@ def breakdown_rows(m: Measured) -> list[tuple[str, float]]:
 
 def format_breakdown(m: Measured, start_up_s: float | None = None) -> list[str]:
     tl = m.timeline
-    n = max(1, len(tl.workers))
-    lines = [f"total wall {m.wall:.1f} s; {tl.counts.get(CASE, 0)} cases, "
-             f"{len(tl.workers)} worker processes",
-             f"  {'phase':<66} {'total s':>8} {'per worker ms':>14} {'share':>6}"]
+    procs = tl.counts.get(WORKER, 0)
+    n = max(1, procs)
+    lines = [f"total wall {m.wall:.1f} s; {m.cases} cases in {m.rounds} rounds, "
+             f"{tl.counts.get(VISIT, 0)} visits, {procs} worker processes, "
+             f"{len(tl.workers)} trials",
+             f"  {'phase':<70} {'total s':>8} {'per worker ms':>14} {'share':>6}"]
     for label, secs in breakdown_rows(m):
-        lines.append(f"  {label:<66} {secs:>8.2f} {secs / n * 1e3:>14.1f} "
+        lines.append(f"  {label:<70} {secs:>8.2f} {secs / n * 1e3:>14.1f} "
                      f"{secs / m.wall * 100:>5.1f}%")
     if start_up_s is not None:
-        est = start_up_s * len(tl.workers)
+        est = start_up_s * procs
         lines.append(f"  of the workers' rest, start-up (probe: {start_up_s * 1e3:.1f} ms x "
-                     f"{len(tl.workers)}) is about {est:.2f} s, {est / m.wall * 100:.1f}%")
+                     f"{procs}) is about {est:.2f} s, {est / m.wall * 100:.1f}%")
     return lines
 
 
@@ -188,17 +201,18 @@ def slowest_warm_ups(timeline: Timeline, top: int = 8) -> str:
     for w in timeline.workers:
         warm[str(w.get("case", "?"))] += float(w.get("warm_up_s", 0.0))
     ranked = sorted(warm.items(), key=lambda kv: -kv[1])[:top]
-    return ("slowest warm-ups (s, all processes of the case): "
+    return ("slowest warm-ups (s, all trials of the case): "
             + ", ".join(f"{cid} {secs:.2f}" for cid, secs in ranked))
 
 
 def median_run_s(argv: list[str], n: int = PROBE_RUNS, poll: bool = False) -> float:
-    """Median wall time of ``argv`` from spawn to reaped; ``poll``: wait as pyperf waits."""
+    """Median wall time of ``argv`` from spawn to reaped; ``poll``: wait as the manager
+    waits for a visit's worker (``Popen.wait(timeout)``, which polls)."""
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:  # with a timeout, Popen.wait polls (sleeps up to 50 ms), as pyperf's manager
+        try:  # with a timeout, Popen.wait polls (sleeps up to 50 ms), as run/visits.py
             proc.wait(PROBE_TIMEOUT_S if poll else None)
         except subprocess.TimeoutExpired:
             proc.kill()
@@ -210,21 +224,19 @@ def median_run_s(argv: list[str], n: int = PROBE_RUNS, poll: bool = False) -> fl
 
 def start_up_costs() -> list[tuple[str, float]]:
     """Median wall time of interpreter starts, imports and exits."""
-    py, w = sys.executable, "import flushbench.measure.worker"
+    py, w = sys.executable, "import flushbench.measure.visit"
     quit_ = w + "; import os; os._exit(0)"  # the worker ends with os._exit
     cli = ("import flushbench.cli, flushbench.commands, flushbench.run.manager, "
            "flushbench.run.progress, flushbench.report.terminal, flushbench.results")
     probes = [("python -c pass", [py, "-c", "pass"], False),
               ("python -S -c pass (no site)", [py, "-S", "-c", "pass"], False),
-              ("python -c 'import pyperf'", [py, "-c", "import pyperf"], False),
-              ("python -c 'import pyperf, asyncio'", [py, "-c", "import pyperf, asyncio"],
-               False),
+              ("python -c 'import asyncio'", [py, "-c", "import asyncio"], False),
               (f"python -c '{w}'", [py, "-c", w], False),
-              (f"python -c '{w}' (wait(timeout=60), as pyperf)", [py, "-c", w], True),
+              (f"python -c '{w}' (timed wait, as the manager)", [py, "-c", w], True),
               (f"python -c '{w}; os._exit(0)'", [py, "-c", quit_], False),
               (WORKER_START, [py, "-c", quit_], True),
-              ("python -m flushbench.measure.worker --help",
-               [py, "-m", "flushbench.measure.worker", "--help"], False),
+              ("python -m flushbench.measure.visit --help",
+               [py, "-m", "flushbench.measure.visit", "--help"], False),
               ("python -c 'import the CLI modules of run'", [py, "-c", cli], False)]
     return [(label, median_run_s(argv, poll=poll)) for label, argv, poll in probes]
 

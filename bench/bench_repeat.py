@@ -10,7 +10,10 @@ them (:func:`flushbench.analysis.compare.align`); cases failed in either run, or
 only one, are listed apart and not counted. Printed beside the count: the run-wide factor
 (geometric mean of B/A), the host CPU probe's B/A (a diagnostic: the figures are never
 adjusted), and per noisy case whether ``flushbench compare``'s test
-(:func:`flushbench.analysis.compare.compare_frame`) calls the change significant.
+(:func:`flushbench.analysis.compare.compare_frame`) calls the change significant. A run's A/A
+twins (ids ending in "-twin") are cases like any other here. These are absolute figures,
+which the host's drift moves; bench_verdicts.py measures how far the case-to-baseline
+ratios repeat.
 """
 
 from __future__ import annotations
@@ -146,13 +149,14 @@ def format_agreement(agr: Agreement, sig: dict[str, bool] | None = None) -> list
         lines.append(f"  in one run only (not counted): {', '.join(agr.missing)}")
     noisy = agr.noisy
     if len(noisy):
+        width = max(48, *(len(str(c)) for c in noisy["case"]))  # twins end in "-twin"
         lines.append(f"noisy cases (outside {pct}):")
-        lines.append(f"  {'case':<48} {'msgs/s A':>11} {'msgs/s B':>11} {'B/A':>6} "
+        lines.append(f"  {'case':<{width}} {'msgs/s A':>11} {'msgs/s B':>11} {'B/A':>6} "
                      f"{'rsd A':>6} {'rsd B':>6} {'host':>6}  significant")
         for row in noisy.to_dict("records"):
             case = str(row["case"])
             mark = "" if sig is None else ("yes" if sig.get(case) else "no")
-            lines.append(f"  {case:<48} {row['msgs_per_s_a']:>11.4g} "
+            lines.append(f"  {case:<{width}} {row['msgs_per_s_a']:>11.4g} "
                          f"{row['msgs_per_s_b']:>11.4g} {row['ratio']:>6.3f} "
                          f"{row['rate_rsd_a'] * 100:>5.1f}% {row['rate_rsd_b'] * 100:>5.1f}% "
                          f"{row['host_ratio']:>6.3f}  {mark}")

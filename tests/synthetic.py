@@ -8,6 +8,7 @@ and myths have something true-to-life to find. Nothing here touches a socket.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -148,14 +149,19 @@ def case_data(case: Case, rng: np.random.Generator, speed: float = 1.0, values: 
 def write_run(root: Path, machine: str = "alpha", run_id: str = "run1",
               cases: Iterable[Case] | None = None, *, speed: float = 1.0, seed: int = 1,
               failed: Iterable[str] = (), no_samples: Iterable[str] = (),
-              meta: Mapping[str, Any] | None = None, ops_per_value: bool = True) -> Path:
-    """Write a complete run under ``root/machine/run_id`` and return its directory."""
+              meta: Mapping[str, Any] | None = None, ops_per_value: bool = True,
+              slower: Mapping[str, float] | None = None) -> Path:
+    """Write a complete run under ``root/machine/run_id`` and return its directory.
+
+    ``slower``: case id -> factor on its time per message (1.2 = 20 % slower) in this run.
+    """
     run_dir = Path(root) / machine / run_id
     writer = RunWriter.create(run_dir, meta or make_meta(machine, run_id))
     rng = np.random.default_rng(seed)
     failed, no_samples = set(failed), set(no_samples)
     for case in default_cases() if cases is None else cases:
-        row, samples = case_data(case, rng, speed, ops_per_value=ops_per_value)
+        factor = (slower or {}).get(case.id, 1.0)
+        row, samples = case_data(case, rng, speed / factor, ops_per_value=ops_per_value)
         if case.id in failed:
             row = {**case.to_dict(), "case": case.id, "error": "PeerError: peer reset the "
                    "connection"}
@@ -175,3 +181,130 @@ def small_cases() -> list[Case]:
     cases += [Case("pipeline", "sendall", 64, batch=16, nodelay=nd) for nd in (False, True)]
     cases += [Case("file", s, 1 << 20) for s in ("sendall", "sendfile")]
     return sorted(cases, key=Case.sort_key)
+
+
+def _segments(case: Case) -> float:
+    calls = 1 if case.strategy in SINGLE_CALL else case.parts
+    if case.msg_size < 1500:
+        return float(calls if case.nodelay else 0.1)
+    return float(np.ceil(case.msg_size / 65483))
+
+
+def trial_rows(cases: Iterable[Case], rounds: int, rng: np.random.Generator,
+               speed: float = 1.0, slower: Mapping[str, float] | None = None,
+               drift: float = 0.10, jitter: float = 0.01) -> list[dict[str, Any]]:
+    """trials.csv rows of interleaved rounds: each round's host speed (``speed`` times a
+    drift of ``drift``, log-normal) is shared by every case of the round; each trial adds
+    ``jitter``. ``slower`` as in :func:`write_run`."""
+    cases = list(cases)
+    rows = []
+    for round_ in range(rounds):
+        host_now = speed * float(rng.lognormal(0.0, drift))
+        for position, index in enumerate(rng.permutation(len(cases))):
+            c = cases[int(index)]
+            h = host_now * float(rng.lognormal(0.0, jitter))
+            spm = _seconds_per_msg(c, h) * (slower or {}).get(c.id, 1.0)
+            row: dict[str, Any] = {
+                "case": c.id, "workload": c.workload, "round": round_, "cell": "synthetic",
+                "position": position, "start_s": round_ + position / 100,
+                "end_s": round_ + (position + 1) / 100, "cpu": 0, "pid": 1000 + round_,
+                "loops": 1, "values": 2, "throughput_bps": c.msg_size * 8 / spm,
+                "msgs_per_s": 1 / spm, "segs_per_msg": _segments(c),
+                "send_calls_per_msg": 1.0, "cpu_s_per_gb_client": 1.0,
+                "cpu_s_per_gb_peer": 1.0, "host_speed": HOST_SPEED * h, "error": ""}
+            if c.workload not in ("stream", "file"):
+                p50 = spm * c.msgs_per_op * 1e6
+                row.update(lat_p50_us=p50, lat_p99_us=1.4 * p50)
+            rows.append(row)
+    return rows
+
+
+def write_rounds_run(root: Path, machine: str = "alpha", run_id: str = "run1",
+                     cases: Iterable[Case] | None = None, *, rounds: int = 8,
+                     speed: float = 1.0, seed: int = 1,
+                     slower: Mapping[str, float] | None = None, drift: float = 0.10,
+                     transport: str = "loopback") -> Path:
+    """A run of interleaved rounds (schema 2): cells with A/A twins, the schedule's
+    comparisons in meta.json, trials.csv and verdicts.csv, and the table as
+    :func:`write_run` writes it (the host ``speed`` times 1 / ``slower``)."""
+    import pandas as pd
+
+    from flushbench.analysis import verdicts
+    from flushbench.analysis.cells import cells as make_cells
+    from flushbench.run.trials import TRIAL_COLUMNS, TRIALS
+
+    chosen = small_cases() if cases is None else list(cases)
+    made = make_cells(chosen)
+    members = [c for cell in made for c in cell.cases]
+    comparisons = [c for cell in made for c in cell.comparisons]
+    meta = make_meta(machine, run_id, transport=transport, schedule={
+        "comparisons": [[c.case, c.baseline, c.axis] for c in comparisons],
+        "rounds": rounds, "seed": seed, "min_effect": verdicts.MIN_EFFECT})
+    run_dir = write_run(root, machine, run_id, members, speed=speed, seed=seed, meta=meta,
+                        slower=slower)
+    trials = pd.DataFrame(trial_rows(members, rounds, np.random.default_rng(seed + 1000),
+                                     speed, slower, drift), columns=TRIAL_COLUMNS)
+    trials.to_csv(run_dir / TRIALS, index=False)
+    judged = verdicts.build(trials, comparisons, {c.id: c.workload for c in members})
+    judged.to_csv(run_dir / verdicts.VERDICTS, index=False, float_format="%.6g")
+    return run_dir
+
+
+def write_paired_run(root: Path, machine: str = "alpha", run_id: str = "run1",
+                     cases: Iterable[Case] | None = None, *, rounds: int = 6, seed: int = 1,
+                     effects: Mapping[str, float] | None = None,
+                     meta: Mapping[str, Any] | None = None) -> Path:
+    """A run of schema 2, as interleaved rounds write it: table.csv with A/A twins, trials.csv
+    (a row per case and round: the model's figures x a drift shared by the round x 1 % noise)
+    and verdicts.csv (built by ``analysis.verdicts.build`` from those trials).
+
+    ``effects`` multiplies a case's speed in every round (case id -> factor; 0.8 = 20 %
+    slower): a twin given one comes out "worse" than its identical baseline.
+    """
+    import pandas as pd
+
+    from flushbench.analysis import verdicts
+    from flushbench.analysis.cells import cell_name, cells
+    from flushbench.run.trials import TRIAL_COLUMNS, TRIALS
+
+    groups = cells(sorted(default_cases() if cases is None else cases, key=Case.sort_key))
+    every = [c for cell in groups for c in cell.cases]
+    base = dict(meta or make_meta(machine, run_id))
+    base.pop("pyperf", None)
+    base["schedule"] = {"rounds": rounds, "values": 2, "warmups": 0, "value_time": 0.05,
+                        "seed": seed, "min_effect": verdicts.MIN_EFFECT, "fast": False,
+                        "comparisons": [[c.case, c.baseline, c.axis] for cell in groups
+                                        for c in cell.comparisons]}
+    run_dir = Path(root) / machine / run_id
+    writer = RunWriter.create(run_dir, base)
+    rng = np.random.default_rng(seed)
+    trials: list[dict[str, Any]] = []
+    drift = np.exp(rng.normal(0.0, 0.12, rounds))  # the host's speed, round by round
+    model: dict[str, dict[str, Any]] = {}  # a twin's figures are its baseline's
+    for case in every:
+        row, samples = case_data(case, rng)
+        twin_of = dataclasses.replace(case, twin=False).id
+        figures = model.setdefault(twin_of, row)
+        writer.add_case({**figures, "case": case.id, "twin": case.twin}, samples)
+        row = figures
+        factor = (effects or {}).get(case.id, 1.0)
+        for r in range(rounds):
+            speed = drift[r] * factor * rng.lognormal(0.0, 0.01)
+            trials.append({
+                "case": case.id, "workload": case.workload, "round": r, "cell": cell_name(case),
+                "position": 0, "start_s": float(r), "end_s": r + 0.5, "cpu": "0", "pid": 1,
+                "loops": 1, "values": 2, "throughput_bps": row["throughput_bps"] * speed,
+                "msgs_per_s": row["msgs_per_s"] * speed,
+                "lat_p50_us": row.get("lat_p50_us", np.nan) / speed,
+                "lat_p99_us": row.get("lat_p99_us", np.nan) / speed,
+                "segs_per_msg": row["segs_per_msg"],
+                "send_calls_per_msg": row["send_calls_per_msg"],
+                "cpu_s_per_gb_client": row["cpu_s_per_gb_client"],
+                "cpu_s_per_gb_peer": row["cpu_s_per_gb_peer"],
+                "host_speed": HOST_SPEED * drift[r], "error": ""})
+    frame = pd.DataFrame(trials, columns=TRIAL_COLUMNS)
+    frame.to_csv(run_dir / TRIALS, index=False)
+    comparisons = [c for cell in groups for c in cell.comparisons]
+    table = verdicts.build(frame, comparisons, {c.id: c.workload for c in every})
+    table.to_csv(run_dir / verdicts.VERDICTS, index=False, float_format="%.6g")
+    return run_dir

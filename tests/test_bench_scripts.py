@@ -22,7 +22,8 @@ from flushbench.run.timing import Timeline
 from synthetic import case_data, make_meta, small_cases
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-SCRIPTS = ["bench_overhead", "bench_wall", "bench_repeat", "bench_breakdown"]
+SCRIPTS = ["bench_overhead", "bench_wall", "bench_repeat", "bench_breakdown",
+           "bench_verdicts"]
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module, _common
 
 
@@ -183,33 +184,36 @@ def test_timeline_separates_nested_spans() -> None:
 
 
 def test_breakdown_rows_add_up_to_the_wall_time() -> None:
-    """Worker phases come out of the workers' span, in-case spans out of the case; the
-    last row is what no span covers."""
+    """Trial phases come out of the worker processes' span, merge and write and the probes
+    out of the visits; the last row is what no span covers."""
     bd = bench("bench_breakdown")
     tl = Timeline()
-    tl.totals.update({"case (all of it)": 10.0, "pyperf workers": 8.0, "merge": 0.5,
-                      "host probe": 0.7, "loops.json": 0.1})
-    tl.inside.update({("case (all of it)", "pyperf workers"): 8.0,
-                      ("case (all of it)", "merge"): 0.5,
-                      ("case (all of it)", "host probe"): 0.6})
-    tl.counts["case (all of it)"] = 2
-    for case in ("a", "b"):
+    tl.totals.update({"visit (all of it)": 10.0, "worker process": 8.0,
+                      "merge and write": 0.5, "host probe": 0.7, "verdicts": 0.1})
+    tl.inside.update({("visit (all of it)", "worker process"): 8.0,
+                      ("visit (all of it)", "merge and write"): 0.5,
+                      ("visit (all of it)", "host probe"): 0.6})
+    tl.counts.update({"visit (all of it)": 2, "worker process": 2})
+    for case in ("a", "b", "a-twin", "b", "a", "a-twin"):  # two visits of three trials
         tl.worker(case, {"connect_s": 0.01, "file_s": 0.0, "setup_s": 0.5, "warm_up_s": 0.3,
-                         "values_s": 2.0, "values": 3})
-    m = bd.Measured(wall=12.0, timeline=tl, progress_s=0.2, finish_s=0.4)
+                         "values_s": 1.0, "values": 2})
+    m = bd.Measured(wall=12.0, timeline=tl, progress_s=0.2, finish_s=0.4, cases=3, rounds=2)
     rows = dict(bd.breakdown_rows(m))
     assert sum(rows.values()) == pytest.approx(12.0)
-    assert rows["worker: HELLO, socket options, strategy"] == pytest.approx(0.4)
-    assert rows["worker: timed values (6; GO/READY + operations)"] == pytest.approx(4.0)
-    rest = "worker: the rest (start-up, pyperf, per-value accounting, exit)"
-    assert rows[rest] == pytest.approx(8.0 - 0.02 - 0.4 - 0.6 - 4.0)
-    assert rows["manager: rest of each case (bookkeeping)"] == pytest.approx(10 - 8 - 0.5 - 0.6)
-    assert rows["manager: host CPU probe (first, and after each case)"] == pytest.approx(0.7)
+    assert rows["worker: HELLO, socket options, strategy"] == pytest.approx(6 * 0.2)
+    assert rows["worker: timed values (12; GO/READY + operations)"] == pytest.approx(6.0)
+    rest = "worker: the rest (start-up, per-value accounting, close, exit)"
+    assert rows[rest] == pytest.approx(8.0 - 0.06 - 1.2 - 1.8 - 6.0)
+    assert rows["manager: rest of each visit (plan file, clean-up)"] == \
+        pytest.approx(10 - 8 - 0.5 - 0.6)
+    assert rows["manager: host CPU probe (first, and after each visit)"] == pytest.approx(0.7)
+    assert rows["end: verdicts.csv"] == pytest.approx(0.1)
     last = list(rows)[-1]
     assert last.startswith("start and end") and rows[last] == pytest.approx(12 - 10 - 0.1 - 0.1
                                                                             - 0.2 - 0.4)
     text = "\n".join(bd.format_breakdown(m, start_up_s=0.1))
-    assert "2 cases, 2 worker processes" in text and "about 0.20 s" in text
+    assert "3 cases in 2 rounds, 2 visits, 2 worker processes, 6 trials" in text
+    assert "about 0.20 s" in text  # start-up times worker processes, not trials
 
 
 def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -218,20 +222,24 @@ def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
 
 
 def test_breakdown_of_one_real_case(tmp_path: Path) -> None:
-    """One smoke case in process: the hook's spans and the worker's phases are all there."""
+    """One smoke cell in process (rr 64 B and its twin, 5 rounds): the hook's spans and the
+    trials' phases are all there."""
     done = run_script(str(BENCH / "bench_breakdown.py"), "--suite", "smoke", "--filter",
                       "rr-*", "--no-startup", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
-    assert "1 cases, 1 worker processes" in out
+    assert "2 cases in 5 rounds, 5 visits, 5 worker processes, 10 trials" in out
     rows = {m[1].strip(): (float(m[2]), float(m[3])) for m in
             re.finditer(r"^  (\S.*?)\s+(-?\d+\.\d\d)\s+-?\d+\.\d\s+(-?\d+\.\d)%$", out, re.M)}
-    assert len(rows) == 15
+    assert len(rows) == 13
     assert sum(share for _, share in rows.values()) == pytest.approx(100, abs=1)
-    assert rows["worker: timed values (3; GO/READY + operations)"][0] > 0  # Session.phases
-    # the manager's "pyperf workers" span holds more than the worker's own phases
-    assert rows["worker: the rest (start-up, pyperf, per-value accounting, exit)"][0] > 0
-    assert (tmp_path / "run" / "table.csv").read_text().count("rr-sendall") == 1
+    assert rows["worker: timed values (20; GO/READY + operations)"][0] > 0  # Session.phases
+    # the manager's "worker process" span holds more than the trials' own phases
+    assert rows["worker: the rest (start-up, per-value accounting, close, exit)"][0] > 0
+    assert rows["end: verdicts.csv"][0] > 0
+    table = (tmp_path / "run" / "table.csv").read_text()
+    assert table.count("rr-sendall") == 2 and "-twin" in table
+    assert (tmp_path / "run" / "verdicts.csv").exists()
 
 
 # -- every script ---------------------------------------------------------------------------

@@ -45,6 +45,8 @@ def align(runs: Sequence[StoredRun]) -> tuple[list[dict[str, Any]], str]:
             key, suffix = str(row["case"]), "-" + str(row["transport"])
             if strip and key.endswith(suffix):
                 key = key[: -len(suffix)]
+            elif strip and key.endswith(suffix + "-twin"):  # an A/A twin: "…-loopback-twin"
+                key = key[: -len(suffix + "-twin")] + "-twin"
             rows[key] = row
         keyed.append(rows)
     how = ("case id without its transport (each run used one transport)" if strip

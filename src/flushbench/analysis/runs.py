@@ -8,6 +8,11 @@ Two kinds of observation come from a case's samples file:
   noise (processes x values), so they are what significance tests use.
 * per-operation latencies (``lat_ns``), from which percentiles and CCDFs are drawn; where the
   samples also hold ``ops_per_value``, the p50 of each value is an observation too.
+
+Runs of schema 2 (interleaved rounds) also hold ``trials.csv`` (a row per case and round) and
+``verdicts.csv`` (each case against its baseline, paired by round); :attr:`StoredRun.trials`
+and :attr:`StoredRun.verdicts` read them on first use, and are empty (with their columns) for
+older runs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,40 @@ import pandas as pd
 from ..case import THROUGHPUT_WORKLOADS
 from ..errors import ResultsError
 from ..results import find_runs, load_samples, read_meta, read_table
+from .verdicts import VERDICT_COLUMNS, VERDICTS
+
+TRIALS = "trials.csv"
+# The columns of trials.csv, as run/trials.py writes them (analysis may not import run/; a
+# test holds the two lists equal).
+TRIAL_COLUMNS = ["case", "workload", "round", "cell", "position", "start_s", "end_s", "cpu",
+                 "pid", "loops", "values", "throughput_bps", "msgs_per_s", "lat_p50_us",
+                 "lat_p99_us", "segs_per_msg", "send_calls_per_msg", "cpu_s_per_gb_client",
+                 "cpu_s_per_gb_peer", "host_speed", "error"]
+_TRIAL_TEXT = ("case", "workload", "cell", "cpu", "error")
+_VERDICT_TEXT = ("case", "baseline", "axis", "metric", "verdict")
+_VERDICT_FLOAT = ("ratio", "ci_low", "ci_high", "p_value", "q_value")
+
+
+def _read_csv(path: Path, columns: list[str], text: tuple[str, ...]) -> pd.DataFrame:
+    """A run's CSV file with ``columns`` first (missing ones added); empty when absent."""
+    if not path.is_file():
+        return pd.DataFrame({c: pd.Series(dtype="object" if c in text else "float64")
+                             for c in columns})
+    try:
+        frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in text},
+                                          keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
+            from None
+    if "case" not in frame.columns:
+        raise ResultsError(f"{path} lacks the column case; it is not a flushbench file")
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = pd.NA
+    frame = frame[columns + [c for c in frame.columns if c not in columns]]
+    for col in text:
+        frame[col] = frame[col].fillna("").astype(str)
+    return frame
 
 
 @dataclass(frozen=True)
@@ -34,6 +73,7 @@ class StoredRun:
     table: pd.DataFrame
     _cache: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False,
                                                        compare=False)
+    _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def machine(self) -> str:
@@ -49,9 +89,35 @@ class StoredRun:
 
     @property
     def ok(self) -> pd.DataFrame:
-        """The finished cases (no error)."""
-        ok: pd.DataFrame = self.table[self.table["error"] == ""]
+        """The finished cases (no error), without the A/A twins: what charts and advice use.
+
+        A twin is its cell's baseline under a second label; it belongs in the noise floor and
+        the full table, not beside its baseline in a chart.
+        """
+        twin = self.table["twin"].fillna(False).astype(bool)
+        ok: pd.DataFrame = self.table[(self.table["error"] == "") & ~twin]
         return ok
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """trials.csv: a row per case and round (empty for runs before schema 2)."""
+        if "trials" not in self._frames:
+            self._frames["trials"] = _read_csv(self.path / TRIALS, TRIAL_COLUMNS, _TRIAL_TEXT)
+        return self._frames["trials"]
+
+    @property
+    def verdicts(self) -> pd.DataFrame:
+        """verdicts.csv: each comparison and metric, paired by round (empty before schema 2)."""
+        if "verdicts" not in self._frames:
+            frame = _read_csv(self.path / VERDICTS, VERDICT_COLUMNS, _VERDICT_TEXT)
+            for col in _VERDICT_FLOAT:
+                frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+            frame["rounds"] = pd.to_numeric(frame["rounds"], errors="coerce").fillna(0) \
+                .astype(int)
+            frame["higher_is_better"] = frame["higher_is_better"].map(
+                lambda v: str(v).strip().lower() in ("true", "1")).astype(bool)
+            self._frames["verdicts"] = frame
+        return self._frames["verdicts"]
 
     @property
     def failed(self) -> pd.DataFrame:

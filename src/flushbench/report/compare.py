@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, metadata_diff
+from ..analysis.ratios import METRIC_LABELS, RATIOS, headline_rows, ratio_frame, summary
 from ..analysis.runs import StoredRun, open_runs
 from ..case import THROUGHPUT_WORKLOADS
 from ..results import atomic_write
@@ -54,6 +55,62 @@ def display(frame: pd.DataFrame, run: str) -> pd.DataFrame:
     return table
 
 
+RATIO_MARKS = {"better": "▲ better", "worse": "▼ worse", "same": "≈ same"}
+DRIFT_NOTE = ("absolute figures: each run carries its own host's speed and drift, so a ratio "
+              "here moves with the machines as well as with the send path")
+
+
+def _ci(low: float, high: float) -> str:
+    return f"{low:.3g}–{high:.3g}" if np.isfinite(low) and np.isfinite(high) else "–"
+
+
+def ratio_display(ratios: pd.DataFrame, run: str, headline: bool = True) -> pd.DataFrame:
+    """Ratio of ratios of one run against the reference, as strings for tables.
+
+    ``headline``: only each comparison's headline figure (throughput or p50 latency).
+    """
+    part = headline_rows(ratios) if headline else ratios
+    part = part[part["run"] == run]
+    rows = []
+    for _, r in part.iterrows():
+        rows.append({"case": r["key"], "vs": r["axis"], "baseline": r["baseline"],
+                     "metric": METRIC_LABELS.get(r["metric"], r["metric"]),
+                     "case/base (ref)": fmt_ratio(r["ref_ratio"]),
+                     "case/base (run)": fmt_ratio(r["run_ratio"]),
+                     "run/ref": fmt_ratio(r["ratio"]), "95% CI": _ci(r["ci_low"], r["ci_high"]),
+                     "q": f"{r['q_value']:.2g}" if np.isfinite(r["q_value"]) else "–",
+                     "verdict": (RATIO_MARKS.get(r["verdict"], r["verdict"])
+                                 if r["status"] == "ok" else r["status"])})
+    table: pd.DataFrame = pd.DataFrame(rows, columns=[
+        "case", "vs", "baseline", "metric", "case/base (ref)", "case/base (run)", "run/ref",
+        "95% CI", "q", "verdict"])
+    return table
+
+
+def ratio_summary(ratios: pd.DataFrame, run: str) -> str:
+    """One line: how many cases moved against their baselines, and the A/A control."""
+    n = summary(ratios, run)
+    line = (f"{n['better']} better, {n['worse']} worse, {n['same']} same against their "
+            f"baselines (headline figure)")
+    if n["no data"]:
+        line += f", {n['no data']} without data"
+    if n["twins"]:
+        line += (f"; A/A twins called different: {n['twins different']} of {n['twins']} "
+                 "(identical code: any call here is noise)")
+    return line
+
+
+def ratio_intro(ref: str) -> str:
+    return ("Each case's ratio to its baseline (the same case at the default of the compared "
+            "axis, measured beside it in every round) in each run, and the ratio of those "
+            f"ratios, run / {ref}. A host's speed and drift move a case and its baseline "
+            "alike, so they cancel within each run: this is the figure to compare between "
+            "machines. 95 % interval and p from Welch's t on the two runs' per-round log "
+            "ratios; q: Benjamini–Hochberg over the run's tests; better / worse when q < 0.05, "
+            "the interval excludes 1 and the change is at least 3 %. Better / worse means the "
+            "case gained / lost on its baseline in the run.")
+
+
 def geo_display(frame: pd.DataFrame, runs: Sequence[StoredRun]) -> pd.DataFrame:
     geo = geomeans(frame)
     host = host_speed(runs)
@@ -72,13 +129,21 @@ def meta_display(runs: Sequence[StoredRun], only_diff: bool) -> pd.DataFrame:
 
 
 def add_sections(doc: Doc, runs: Sequence[StoredRun], frame: pd.DataFrame, charts_dir: Path,
-                 rel: str, level: int = 2) -> None:
-    """The comparison as document sections; charts are saved into ``charts_dir``."""
+                 rel: str, level: int = 2, ratios: pd.DataFrame | None = None) -> None:
+    """The comparison as document sections; charts are saved into ``charts_dir``.
+
+    ``ratios``: the ratio of ratios (:func:`ratio_frame`), computed here when not given.
+    """
     ref = runs[0].label
+    ratios = ratio_frame(runs) if ratios is None else ratios
+    if not ratios.empty:
+        add_ratio_sections(doc, runs, ratios, level)
     doc.para(f"Reference: **{ref}**. Cases aligned by {frame.attrs.get('aligned_by')}. "
              "Ratio = run / reference of the headline figure (throughput for stream and file: "
              "higher is better; p50 latency for rr, wwr and pipeline: lower is better); a case "
              "is significant when its 95 % interval excludes 1.")
+    if not ratios.empty:
+        doc.note(f"From here on, {DRIFT_NOTE}; the ratio of ratios above cancels it.")
     doc.heading(level + 1, "Geometric mean per workload")
     doc.table(geo_display(frame, runs))
     if not host_speed(runs).empty:
@@ -118,6 +183,27 @@ def add_sections(doc: Doc, runs: Sequence[StoredRun], frame: pd.DataFrame, chart
         doc.table(shown_rows, collapse_after=40, summary=f"all {len(shown_rows)} cases")
 
 
+def add_ratio_sections(doc: Doc, runs: Sequence[StoredRun], ratios: pd.DataFrame,
+                       level: int) -> None:
+    """The ratio of ratios per compared run (every metric; headline first)."""
+    ref = runs[0].label
+    doc.heading(level + 1, "Ratio of ratios: each case against its baseline, run by run")
+    doc.para(ratio_intro(ref))
+    missing = ratios.attrs.get("without_trials") or []
+    if missing:
+        doc.note("No ratio of ratios for " + ", ".join(missing) + ": no trials.csv (a run "
+                 "made before interleaved rounds); only the absolute comparison below.")
+    for run in runs[1:]:
+        if not (ratios["run"] == run.label).any():
+            continue
+        doc.heading(level + 2, f"{run.label} vs {ref}: ratio of ratios")
+        doc.para(ratio_summary(ratios, run.label) + ".")
+        shown = ratio_display(ratios, run.label, headline=False).drop(columns="vs")
+        shown["case"] = "`" + shown["case"] + "`"
+        shown["baseline"] = "`" + shown["baseline"] + "`"
+        doc.table(shown, collapse_after=40, summary=f"all {len(shown)} comparisons")
+
+
 def compare_runs(runs: Sequence[Path], out: Path | None = None) -> pd.DataFrame:
     """Compare stored runs (the first is the reference); write CSV/MD/HTML/charts to ``out``."""
     stored = open_runs(runs)
@@ -128,12 +214,19 @@ def compare_runs(runs: Sequence[Path], out: Path | None = None) -> pd.DataFrame:
 
 
 def write_outputs(runs: Sequence[StoredRun], frame: pd.DataFrame, out: Path) -> Path:
-    """compare.csv, README.md and index.html (with charts/) in ``out``; returns index.html."""
+    """compare.csv, compare-ratios.csv (runs with trials), README.md and index.html (with
+    charts/) in ``out``; returns index.html."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "compare.csv") as fh:
         frame.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    ratios = ratio_frame(runs)
+    if not ratios.empty:  # runs with trials.csv: the ratio of ratios
+        with atomic_write(out / RATIOS) as fh:
+            ratios.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    else:  # not one left from an earlier comparison in the same folder
+        (out / RATIOS).unlink(missing_ok=True)
     doc = Doc(f"flushbench comparison: {', '.join(r.label for r in runs)}")
-    add_sections(doc, runs, frame, out / "charts", "charts")
+    add_sections(doc, runs, frame, out / "charts", "charts", ratios=ratios)
     for name, text in (("README.md", doc.markdown()), ("index.html", doc.page())):
         with atomic_write(out / name) as fh:
             fh.write(text)

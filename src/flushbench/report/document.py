@@ -2,8 +2,11 @@
 
     flushbench report RUN [RUN ...] [--out DIR]
 
-Per run: set-up and both ends' metadata, quality notes, recommendations, myths, charts and
-the full table. With two or more runs, a comparison against the first follows. Nothing in
+Per run measured in interleaved rounds (schema 2) the section opens with the answer: the A/A
+noise floor (a WARNING when a twin came out different), the paired verdicts per workload and
+size band, and their forest plot. Then, as for older runs: set-up and both ends' metadata,
+quality notes, recommendations, myths, charts and the full table. With two or more runs, a
+comparison against the first follows. Nothing in
 the output depends on the time or place it was built, so unchanged runs give byte-identical
 files (the test suite checks this).
 """
@@ -17,13 +20,14 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.compare import compare_frame
+from ..analysis.noise import noise_floor
 from ..analysis.quality import findings
 from ..analysis.runs import StoredRun, open_runs
 from ..case import size_label
 from ..errors import UsageError
 from ..results import atomic_write
-from . import charts, compare, recommend
-from .format import finding_sentence, fmt_bps, fmt_num, fmt_us, numeric
+from . import charts, compare, forest, recommend, verdicts
+from .format import finding_sentence, finite, fmt_bps, fmt_num, fmt_us, numeric
 from .markup import Doc
 
 CHARTS = "charts"
@@ -97,19 +101,60 @@ def _ceiling(doc: Doc, meta: dict[str, Any]) -> None:
              "flushbench's figure is its best strategy's.")
 
 
+def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
+    """The opening of a run's section: the noise floor, verdict tables and the forest plot."""
+    warn, text = verdicts.noise_sentence(noise_floor(run.verdicts), lambda c: f"`{c}`")
+    doc.para(f"**WARNING** — {text}" if warn else text, css="bad" if warn else "")
+    doc.heading(3, "Verdicts")
+    effect = (run.meta.get("schedule") or {}).get("min_effect")
+    doc.note("Each case against its baseline (sendall for a strategy, the default for an "
+             "option, the same case for an A/A twin), paired by round: ratio = case / baseline "
+             "= exp(mean log ratio) over the rounds both finished, with a 95 % t interval. "
+             "“better” and “worse” already account for the metric's direction; they need "
+             "q < 0.05 (Benjamini–Hochberg), an interval that excludes 1 and an effect of at "
+             f"least {verdicts.fmt_pct(numeric(effect)) if finite(effect) else '3 %'}.")
+    frame = verdicts.view(run)
+    if frame.empty:
+        doc.note("No verdict names a case of this run's table.")
+    for (workload, band), part in frame.groupby(["workload", "band"], sort=False):
+        doc.heading(4, f"{workload} · {band}")
+        doc.table(verdicts.display(part), collapse_after=40, summary=f"{len(part)} verdicts")
+    stem = f"{charts.slug(run.label)}-forest"
+    title = "Forest plot: each case's ratio to its baseline on the headline metric"
+    if charts.render(forest.forest, run, out_dir=charts_dir, name=stem):
+        doc.figure(f"{CHARTS}/{stem}.png", f"{CHARTS}/{stem}.svg", title,
+                   f"{title} (95 % intervals over rounds; hollow diamonds: A/A twins)")
+    else:
+        doc.note(f"{title}: skipped, no verdict with data in this run.")
+
+
+def _measured(meta: dict[str, Any]) -> str:
+    """How the run was measured: its rounds (schema 2) or pyperf's processes (schema 1)."""
+    sched = meta.get("schedule")
+    if isinstance(sched, dict):
+        return (f"{sched.get('rounds', '?')} interleaved rounds × {sched.get('values', '?')} "
+                f"values per trial ({sched.get('warmups', '?')} warmup, value time "
+                f"{sched.get('value_time', '?')} s, seed {sched.get('seed', '?')})")
+    pyperf = meta.get("pyperf") or {}
+    return (f"pyperf {pyperf.get('processes', '?')} processes × {pyperf.get('values', '?')} "
+            f"values ({pyperf.get('warmups', '?')} warmup)")
+
+
 def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     meta = run.meta
     doc.heading(2, run.label)
+    paired = verdicts.has_verdicts(run)
+    if paired:
+        _answer(doc, run, charts_dir)
+        doc.heading(3, "Set-up")
     suite = meta.get("suite") or {}
-    pyperf = meta.get("pyperf") or {}
     doc.para(f"Suite **{suite.get('name', '?')}**"
              + (f" ({suite['description']})" if suite.get("description") else "")
              + f", transport **{meta.get('transport') or '?'}**"
              + (f", link `{meta['link']}`" if meta.get("link") else "")
-             + f", created {meta.get('created', '?')}; pyperf {pyperf.get('processes', '?')} "
-             f"processes × {pyperf.get('values', '?')} values ({pyperf.get('warmups', '?')} "
-             f"warmup); flushbench {meta.get('flushbench_version', '?')}; schema "
-             f"{meta.get('schema_version')}. {len(run.table)} cases, {len(run.failed)} failed.")
+             + f", created {meta.get('created', '?')}; {_measured(meta)}; flushbench "
+             f"{meta.get('flushbench_version', '?')}; schema {meta.get('schema_version')}. "
+             f"{len(run.table)} cases, {len(run.failed)} failed.")
     doc.heading(3, "Machines")
     doc.table(_hosts(meta))
     settings = _settings(meta)
@@ -126,7 +171,9 @@ def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
         doc.table(recs)
         doc.note("Best = highest throughput (stream, file) or lowest p50 latency (rr, wwr, "
                  "pipeline) over the band's sizes; compared with sendall at the same size and "
-                 "options; significance: Welch's t-test on the log per-value rates (scipy).")
+                 "options; significance: "
+                 + ("the paired verdict against sendall (see Verdicts)." if paired else
+                    "Welch's t-test on the log per-value rates (scipy)."))
     doc.heading(3, "Myths")
     for myth in recommend.myths(run):
         doc.para(f"**“{myth.claim}”** — {myth.verdict}.")

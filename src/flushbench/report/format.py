@@ -148,7 +148,7 @@ def finding_sentence(finding: Finding, code: Callable[[str], str] = str) -> str:
         return (f"{n} case(s) are noisy: their per-value rates spread more than "
                 f"{f['threshold']:.0%} (worst {code(finding.cases[0])}, "
                 f"±{finding.values[0]:.0%}). Treat their differences with care; close other "
-                "programs, pin CPUs (--pin) or rerun with more --processes/--values.")
+                "programs, pin CPUs (--pin) or rerun with more --rounds/--values.")
     if finding.kind == "few_samples":
         return (f"{n} latency case(s) have under {f['threshold']:,.0f} samples (slow operations "
                 "stopped at the value time): their p99.9 and max rest on few requests.")

@@ -3,11 +3,13 @@
 *Recommendations*: per workload and size band, the strategy + options with the best headline
 figure (throughput for stream/file, p50 latency for rr/wwr/pipeline), how much better it is
 than ``sendall`` with the same workload, size and options, and whether that difference is
-significant: Welch's t-test (scipy) on the log per-value rates of the two cases — per-value
-rates carry the run-to-run noise that per-operation samples hide.
+significant. Runs measured in interleaved rounds (schema 2) answer that with their paired
+verdicts (:mod:`.paired`); older runs with Welch's t-test (scipy) on the log per-value rates
+of the two cases — per-value rates carry the run-to-run noise that per-operation samples hide.
 
-*Myths*: popular advice tested against the same data. Every statement names the figure and
-the case id it comes from, or says "not measured in this run".
+*Myths*: popular advice tested against the same data (with the paired verdicts where the run
+has them). Every statement names the figure and the case id it comes from, or says "not
+measured in this run".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .format import (
     size_band,
     with_keys,
 )
+from .paired import Verdicts, myth_nodelay_paired, myth_sendall_paired, significance
 
 NOT_MEASURED = "not measured in this run"
 TINY_SNDBUF = 4608  # requests at or below Linux's floor (SOCK_MIN_SNDBUF)
@@ -87,6 +90,7 @@ class Index:
 
     def __init__(self, frame: pd.DataFrame):
         self.rows = {case_key(r): r for _, r in frame.iterrows()}
+        self.by_id = {str(r["case"]): r for r in self.rows.values()}
 
     def partner(self, row: pd.Series, **changes: Any) -> pd.Series | None:
         return self.rows.get(case_key(row, **changes))
@@ -98,6 +102,7 @@ def recommendations(run: StoredRun) -> pd.DataFrame:
     frame["value"] = [value(r) for _, r in frame.iterrows()]
     frame = frame[np.isfinite(frame["value"]) & (frame["value"] > 0)]
     index = Index(frame)
+    found = Verdicts(run)
     rows = []
     for workload in ("stream", "rr", "wwr", "pipeline", "file"):
         part = frame[frame["workload"] == workload].copy()
@@ -112,7 +117,8 @@ def recommendations(run: StoredRun) -> pd.DataFrame:
                                    for b, v in zip(best_at, sub["value"], strict=True)])
             score = sub.groupby("key").agg(n=("norm", "size"), g=("norm", geomean))
             best_key = score.sort_values(["n", "g"], ascending=False, kind="stable").index[0]
-            rows.append(_band_row(run, index, sub[sub["key"] == best_key], workload, band))
+            rows.append(_band_row(run, index, sub[sub["key"] == best_key], workload, band,
+                                  found))
     table: pd.DataFrame = pd.DataFrame(rows, columns=["workload", "size band", "best", "options",
                                                       "figure", "vs sendall", "significance",
                                                       "cases"])
@@ -120,18 +126,22 @@ def recommendations(run: StoredRun) -> pd.DataFrame:
 
 
 def _band_row(run: StoredRun, index: Index, best: pd.DataFrame, workload: str,
-              band: str) -> dict[str, Any]:
+              band: str, found: Verdicts) -> dict[str, Any]:
     best = best.sort_values("msg_size")
     first = best.iloc[0]
     figures, gains, tests, cases = [], [], [], []
+    pairs = []
     for _, row in best.iterrows():
         figures.append(f"{size_label(row['msg_size'])}: {fmt_headline(workload, row['value'])}")
         cases.append(str(row["case"]))
         ref = index.partner(row, strategy="sendall")
         if row["strategy"] == "sendall" or ref is None:
             continue
-        gains.append(gain(workload, value(ref), row["value"]))
-        tests.append(rate_test(run, ref, row))
+        pair = found.headline(row, ref) if found else None
+        pairs.append(pair)
+        gains.append(pair.gain if pair is not None and np.isfinite(pair.gain)
+                     else gain(workload, value(ref), row["value"]))
+        tests.append(None if found else rate_test(run, ref, row))
         cases.append(str(ref["case"]))
     if first["strategy"] == "sendall":
         versus, sig = "is sendall", "–"
@@ -141,7 +151,9 @@ def _band_row(run: StoredRun, index: Index, best: pd.DataFrame, workload: str,
         versus = f"{fmt_ratio(geomean(gains))} better" + (
             f" (geometric mean of {len(gains)} sizes)" if len(gains) > 1 else "")
         known = [t for t in tests if t is not None and np.isfinite(t.p_value)]
-        if not known:
+        if found:
+            sig = significance(pairs)
+        elif not known:
             sig = "no per-value samples"
         elif len(known) == 1:
             sig = _p(known[0])
@@ -164,15 +176,25 @@ class Myth:
 
 
 def _cmp_line(run: StoredRun, a: pd.Series, b: pd.Series, what_a: str, what_b: str) -> str:
-    """'<a's figure> <what_a> (`case`) vs <b's figure> <what_b> (`case`): N× better; p'."""
+    """'<a's figure> <what_a> (`case`) vs <b's figure> <what_b> (`case`): N× better; p'.
+
+    With a paired verdict for the two (schema 2) the gain is its paired ratio, "not shown
+    different" unless it says better or worse; otherwise the table's figures and Welch's test.
+    """
     wl = a["workload"]
-    g = gain(wl, value(b), value(a))
-    rel = ("about the same" if 0.97 <= g <= 1.03 else
-           f"{fmt_ratio(g)} better" if g > 1 else f"{fmt_ratio(1 / g)} worse")
+    found = Verdicts(run)
+    pair = found.headline(a, b) if found else None
+    g = pair.gain if pair is not None else gain(wl, value(b), value(a))
+    if pair is not None and pair.verdict not in ("better", "worse"):
+        rel = "not shown different"
+    elif (pair is None and 0.97 <= g <= 1.03) or not np.isfinite(g):
+        rel = "about the same"
+    else:
+        rel = f"{fmt_ratio(g)} better" if g > 1 else f"{fmt_ratio(1 / g)} worse"
     return (f"{wl} {a['strategy']} {size_label(a['msg_size'])}: "
             f"{fmt_headline(wl, value(a))} {what_a} (`{a['case']}`) vs "
             f"{fmt_headline(wl, value(b))} {what_b} (`{b['case']}`): {rel}; "
-            f"{_p(rate_test(run, b, a))}")
+            + (pair.words() if pair is not None else _p(rate_test(run, b, a))))
 
 
 def myth_sndbuf_flush(run: StoredRun, frame: pd.DataFrame, index: Index) -> Myth:
@@ -235,6 +257,9 @@ def myth_must_flush(run: StoredRun, frame: pd.DataFrame, index: Index) -> Myth:
 
 def myth_sendall_enough(run: StoredRun, frame: pd.DataFrame, index: Index) -> Myth:
     claim = "sendall is always enough"
+    verdict, evidence, cases = myth_sendall_paired(Verdicts(run), index.by_id)
+    if verdict:
+        return Myth(claim, verdict, evidence, cases)
     found = []
     for _, alt in frame[frame["strategy"] != "sendall"].iterrows():
         ref = index.partner(alt, strategy="sendall")
@@ -256,6 +281,9 @@ def myth_sendall_enough(run: StoredRun, frame: pd.DataFrame, index: Index) -> My
 
 def myth_nodelay(run: StoredRun, frame: pd.DataFrame, index: Index) -> Myth:
     claim = "TCP_NODELAY always helps"
+    verdict, evidence, cases = myth_nodelay_paired(Verdicts(run), index.by_id)
+    if verdict:
+        return Myth(claim, verdict, evidence, cases)
     pairs = []
     for _, on in frame[frame["nd"]].iterrows():
         off = index.partner(on, nodelay=False)

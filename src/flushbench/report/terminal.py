@@ -11,14 +11,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from rich import box
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import coverage
+from ..analysis.noise import noise_floor
 from ..analysis.quality import NOISY_RSD, findings
 from ..analysis.runs import StoredRun
 from ..case import THROUGHPUT_WORKLOADS
+from . import verdicts
 from .compare import display, geo_display, meta_display
 from .format import finding_sentence, fmt_headline, fmt_us, numeric
 
@@ -68,6 +71,60 @@ def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
     return table
 
 
+VERDICT_STYLES = {"better": "green", "worse": "bold red"}
+
+
+def verdict_table(run: StoredRun, cases: Sequence[str] | None = None) -> Table | None:
+    """The run's paired verdicts, a section per cell; None for a run without verdicts.
+
+    Narrow on purpose (under 100 columns for the quick suite): a case is its strategy and the
+    options not at their default, its baseline what differs along the compared axis
+    ("sendall", "nodelay off"), its cell (workload and size) heads its section. ``cases``
+    keeps the comparisons whose case is among them.
+    """
+    frame = verdicts.view(run)
+    if cases is not None:
+        frame = frame[frame["case"].isin(set(cases))]
+    if frame.empty:
+        return None
+    rounds = sorted({int(r) for r in frame["rounds"] if r})
+    shown = "–".join(str(r) for r in (rounds[:1] + rounds[-1:] if len(rounds) > 1 else rounds))
+    table = Table(title=Text(f"{run.label}: each case / its baseline, paired over "
+                             f"{shown or 'no'} rounds"), box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False, header_style="bold", title_justify="left")
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("case", "left"), ("vs", "left"), ("metric", "left"), ("ratio", "right"),
+        ("95 % interval", "right"), ("verdict", "left"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold")
+    last_cell, last_pair = None, None
+    for r in frame.to_dict("records"):
+        cell = r["cell"]
+        if cell != last_cell:
+            if last_cell is not None:
+                table.add_section()
+            table.add_row(Text(f"{r['workload']} {r['setting']}", style="bold"))
+            last_cell = cell
+        pair = (r["case"], r["baseline"])
+        first = pair != last_pair
+        last_pair = pair
+        verdict = str(r["verdict"])
+        table.add_row(Text(f" {r['label']}" if first else ""),
+                      Text(str(r["vs_short"]) if first else ""), Text(str(r["metric_label"])),
+                      verdicts.fmt_factor(r["ratio"]),
+                      verdicts.fmt_interval(r["ci_low"], r["ci_high"]),
+                      Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
+    return table
+
+
+def noise_line(run: StoredRun) -> Text:
+    """The A/A noise floor in one line; a WARNING (red) when a twin came out different."""
+    warn, words = verdicts.noise_sentence(noise_floor(run.verdicts))
+    if warn:
+        return Text("WARNING: ", style="bold red") + Text(words, style="red")
+    return Text(words)
+
+
 def quality_lines(frame: pd.DataFrame) -> list[str]:
     """The run's quality findings in plain words (see :mod:`flushbench.analysis.quality`)."""
     return [finding_sentence(f) for f in findings(frame)]
@@ -86,13 +143,36 @@ def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
 
 
 def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Table | str]:
-    """Rich tables: per compared run, the geometric means, the metadata diff, coverage."""
+    """Rich tables: per compared run, the ratio of ratios (runs with trials) and the absolute
+    comparison; then the geometric means, the metadata diff, coverage."""
+    from ..analysis.ratios import ratio_frame
+    from .compare import DRIFT_NOTE, ratio_display, ratio_summary
+
     out: list[Table | str] = []
     styles = {"▲": "green", "▼": "red"}
+    ratios = ratio_frame(runs)
     for run in runs[1:]:
+        rshown = ratio_display(ratios, run.label).drop(columns=["baseline", "metric"])
+        if not rshown.empty:
+            table = Table(title=f"{run.label} vs {runs[0].label}: ratio of ratios, each case "
+                          "against its baseline in both runs (the host's drift cancels; "
+                          "throughput for stream/file, p50 latency for rr/wwr/pipeline)",
+                          header_style="bold")
+            for col in rshown.columns:
+                table.add_column(col, justify="left" if col in ("case", "vs", "verdict")
+                                 else "right", overflow="fold",
+                                 min_width=24 if col == "case" else None)
+            for _, r in rshown.iterrows():
+                table.add_row(*(Text(str(v)) for v in r), style=styles.get(r["verdict"][:1]))
+            out.append(table)
+            out.append(ratio_summary(ratios, run.label) + "; every metric (p99, segments) in "
+                       "compare-ratios.csv with --out")
         shown = display(frame, run.label).drop(columns="metric")
-        table = Table(title=f"{run.label} vs {runs[0].label} (reference): throughput for "
-                      "stream/file, p50 latency for rr/wwr/pipeline", header_style="bold")
+        title = (f"{run.label} vs {runs[0].label} (reference): throughput for "
+                 "stream/file, p50 latency for rr/wwr/pipeline")
+        if not rshown.empty:
+            title += f" — {DRIFT_NOTE}"
+        table = Table(title=title, header_style="bold")
         for col in shown.columns:
             table.add_column(col, justify="left" if col in ("case", "verdict") else "right",
                              overflow="fold", min_width=24 if col == "case" else None)
