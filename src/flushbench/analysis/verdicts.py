@@ -130,16 +130,19 @@ def build(trials: pd.DataFrame, comparisons: Iterable[Comparison],
     round counts for a comparison only where both sides finished it.
     """
     ok = trials[trials["error"].fillna("").astype(str) == ""] if len(trials) else trials
+    tables: dict[str, pd.DataFrame] = {}  # metric column -> rounds x cases
+    for metric in (THROUGHPUT, P50, P99, SEGMENTS):
+        if len(ok) and metric.column in ok.columns:
+            values = ok.assign(**{metric.column: pd.to_numeric(ok[metric.column],
+                                                               errors="coerce")})
+            tables[metric.column] = values.pivot_table(index="round", columns="case",
+                                                       values=metric.column, aggfunc="mean")
     rows: list[dict[str, Any]] = []
     pairs: list[Paired | None] = []
     for comp in comparisons:
         workload = workloads.get(comp.case, "")
         for metric in metrics_for(workload):
-            if len(ok) and metric.column in ok.columns:
-                table = ok.pivot_table(index="round", columns="case", values=metric.column,
-                                       aggfunc="mean")
-            else:
-                table = pd.DataFrame()
+            table = tables.get(metric.column, pd.DataFrame())
             paired = None
             if comp.case in table.columns and comp.baseline in table.columns:
                 both = table[[comp.case, comp.baseline]].astype(float)
