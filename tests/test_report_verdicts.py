@@ -95,14 +95,15 @@ def _section(text: str, label: str) -> str:
 
 
 def test_report_opens_with_noise_floor_verdicts_and_forest(built: Path) -> None:
-    """The run's section: the A/A line, verdict tables, the forest plot, then Machines."""
+    """The run's section: the A/A line, the forest plot beside the verdict tables, then
+    Machines; the list of runs comes last."""
     md = _section((built / "README.md").read_text(encoding="utf-8"), "alpha/r2")
     lines = [line for line in md.splitlines()[1:] if line.strip()]
     assert lines[0].startswith("A/A: 6 twins (15 comparisons), all same within ±")
-    order = [md.index(s) for s in ("A/A: 6 twins", "### Verdicts", "#### stream · small",
-                                   "#### wwr · small", "charts/alpha-r2-forest.png",
-                                   "### Set-up", "### Machines", "### Recommendations",
-                                   "### Charts", "### All cases")]
+    order = [md.index(s) for s in ("A/A: 6 twins", "### Verdicts",
+                                   "charts/alpha-r2-forest.png", "#### stream · small",
+                                   "#### wwr · small", "### Set-up", "### Machines",
+                                   "### Recommendations", "### Charts", "### All cases")]
     assert order == sorted(order)
     assert "WARNING" not in md
     assert "| 64 B | `makefile nodelay` | `makefile` | throughput |" in md
@@ -110,7 +111,10 @@ def test_report_opens_with_noise_floor_verdicts_and_forest(built: Path) -> None:
                      r"[\d.]+–[\d.]+ \| same \|", md)
     html = (built / "index.html").read_text(encoding="utf-8")
     assert html.index("A/A: 6 twins") < html.index('id="verdicts"') \
-        < html.index("alpha-r2-forest.png") < html.index('id="machines"')
+        < html.index('<div class="cols"><div class="col">') \
+        < html.index("alpha-r2-forest.png") < html.index('</div><div class="col">') \
+        < html.index('id="stream--small') < html.index('id="machines"') \
+        < html.index('id="runs-in-this-report"')
     for suffix in ("png", "svg"):
         assert (built / "charts" / f"alpha-r2-forest.{suffix}").stat().st_size > 1000
 

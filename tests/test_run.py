@@ -62,8 +62,9 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     assert meta["host_speed_probe"]["cpus"] and meta["host_speed_probe"]["slice_s"] > 0
     suite = pyperf.BenchmarkSuite.load(str(smoke_run / "pyperf.json"))
     assert sorted(suite.get_benchmark_names()) == sorted(frame["case"])
-    for bench in suite.get_benchmarks():  # one pyperf run per round, two values each
-        assert bench.get_unit() == "second" and bench.get_nvalue() == 10
+    for bench in suite.get_benchmarks():  # one pyperf run per round: 8 values, or 2 for a
+        slow = "-wwr-sendall-s64-p2-nd0-" in f"-{bench.get_name()}"  # slow (trap) case
+        assert bench.get_unit() == "second" and bench.get_nvalue() == (10 if slow else 40)
         assert len(bench.get_runs()) == 5
     trials = pd.read_csv(smoke_run / "trials.csv")
     assert len(trials) == 9 * 5 and set(trials["round"]) == set(range(5))
@@ -71,6 +72,12 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     verdicts = pd.read_csv(smoke_run / "verdicts.csv")
     assert set(verdicts["verdict"]) <= {"better", "worse", "same", "no data"}
     assert (verdicts["axis"] == "A/A").sum() == 3 * 3 - 1  # stream: 2 metrics, rr/wwr: 3
+    loops = json.loads((smoke_run / "loops.json").read_text())
+    for twin in frame[frame["twin"]]["case"]:  # a twin does exactly its original's work
+        assert loops[twin] == loops[twin.removesuffix("-twin")]
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:  # pinned by default: workers and peer on two different CPUs
+        assert meta["pin"] == {"client": cpus[-1], "peer": cpus[0]}
 
 
 @pytest.mark.slow
@@ -85,8 +92,8 @@ def test_smoke_run_shows_the_nagle_trap(smoke_run: Path) -> None:
     assert 1.7 <= on["segs_per_msg"] <= 2.3
     assert 0.9 <= frame.loc["wwr-makefile-s64-p2-nd1-sbauto-loopback", "segs_per_msg"] <= 1.2
     samples = load_samples(smoke_run, "wwr-sendall-s64-p2-nd1-sbauto-loopback")
-    assert samples["lat_ns"].size >= 2000
-    assert samples["values_s_per_msg"].size == 10  # 5 rounds x 2 values
+    assert samples["lat_ns"].size == samples["ops_per_value"].sum() >= 40
+    assert samples["values_s_per_msg"].size == 40  # 5 rounds x 8 values
     assert sorted(set(samples["round_of_value"])) == list(range(5))
     verdicts = pd.read_csv(smoke_run / "verdicts.csv").set_index(["case", "axis", "metric"])
     trap = verdicts.loc[("wwr-sendall-s64-p2-nd1-sbauto-loopback", "nodelay", "lat_p50_us")]
@@ -172,7 +179,7 @@ def test_dry_run_lists_cases_with_an_estimate() -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 10
-    assert lines[-1].startswith("6 cases and 3 A/A twins in 3 cells, 5 rounds x 2 values")
+    assert lines[-1].startswith("6 cases and 3 A/A twins in 3 cells, 5 rounds x 8 values")
     assert all("\t~" in line for line in lines[:-1])
 
 

@@ -24,6 +24,8 @@ DEFAULT_REPORT_OUT = Path("results/report")
 # -- argument types: each refuses bad text with a one-line reason ----------------------------
 
 def _pin(text: str) -> dict[str, int]:
+    if text == "none":
+        return {}
     out: dict[str, int] = {}
     for item in text.split(","):
         role, _, cpu = item.partition("=")
@@ -104,8 +106,9 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run.add_argument("--machine", help="machine id for the results folder (default: hostname)")
     run.add_argument("--strategy-plugin", action="append", default=[], metavar="MODULE:CLASS",
                      help="register your own Strategy subclass (repeatable)")
-    run.add_argument("--pin", type=_pin, default={}, metavar="client=N,peer=M",
-                     help="pin client workers and the peer to CPUs")
+    run.add_argument("--pin", type=_pin, default=None, metavar="client=N,peer=M",
+                     help="pin client workers and the peer to CPUs (default: two different "
+                          "CPUs where there are two; 'none' leaves placement to the kernel)")
     run.add_argument("--rounds", type=_positive,
                      help="override the suite's rounds (each measures every case once)")
     run.add_argument("--values", type=_positive, help="override the suite's values per trial")

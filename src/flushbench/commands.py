@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 def cmd_run(args: argparse.Namespace) -> int:
     from .report.terminal import console
     from .run.manager import run
-    from .run.options import RunOptions
+    from .run.options import RunOptions, auto_pin
     from .run.progress import RunProgress
 
     if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
-                        or args.rounds or args.values or args.loops_file or args.pin
+                        or args.rounds or args.values or args.loops_file or args.pin is not None
                         or args.seed is not None
                         or args.peer or args.link):
         raise UsageError("--resume measures the rest as the run it resumes was measured "
@@ -35,7 +35,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          "drop the other run options")
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
-                      machine=args.machine, strategy_plugins=args.strategy_plugin, pin=args.pin,
+                      machine=args.machine, strategy_plugins=args.strategy_plugin,
+                      pin=auto_pin() if args.pin is None else args.pin,
                       rounds=args.rounds, values=args.values, seed=args.seed,
                       min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,

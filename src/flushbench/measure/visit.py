@@ -1,12 +1,13 @@
-"""A worker process for one visit: the cases of one cell, in one round, in the given order.
+"""A worker process for one visit: the cases of one cell, in one round, values interleaved.
 
     python -m flushbench.measure.visit --visit FILE --peer HOST:PORT --out DIR
 
 The manager writes the visit (a JSON file: round, cases in order, loops per case, values,
-warm-ups, value time) and starts one such process per cell and round, so a case and its
-baseline run seconds apart in the same process, on the same CPU, while processes (and CPU
-placement) change from round to round. Each case gets its own connection, warm-up and
-values; what one case measured goes to ``DIR/<case id>.json`` (values, effective options,
+warm-ups, value time, seed) and starts one such process per cell and round. Each case gets
+its own connection and warm-up; then the cases' values are interleaved in slots (see
+:func:`run_visit`), so a case and its baseline are measured milliseconds apart in the same
+process, while processes (and CPU placement) change from round to round. What one case
+measured goes to ``DIR/<case id>.json`` (values, effective options,
 phases, start time, CPU) and ``DIR/<case id>.lat`` (per-operation latencies, int64 ns). A
 case that fails leaves its reason in the JSON's ``error`` and the visit goes on.
 
@@ -20,6 +21,7 @@ import dataclasses
 import errno
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -67,36 +69,115 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def run_case(case: Case, addr: tuple[str, int], spec: dict[str, Any], out: Path,
-             epoch: float) -> None:
-    """Measure one case of the visit and leave its counters and samples in ``out``."""
-    io_timeout = float(spec["io_timeout"])
-    record: dict[str, Any] = {"case": case.id, "round": spec["round"], "cpu": current_cpu(),
-                              "pid": os.getpid(), "start_s": time.time() - epoch,
-                              "values": [], "error": ""}
-    session: Session | None = None
+SLOW_OP = 0.5  # an op longer than this share of value_time: the case runs its values in a row
+SLOW_VALUES = 2  # values of a slow case (each holds at least one whole operation)
+
+
+class Trial:
+    """One case of the visit: its connection, its values so far, and its record."""
+
+    def __init__(self, case: Case, spec: dict[str, Any], epoch: float) -> None:
+        self.case, self.spec, self.epoch = case, spec, epoch
+        self.io_timeout = float(spec["io_timeout"])
+        self.value_time = float(spec["value_time"])
+        self.loops = int(spec["loops"].get(case.id) or 0)  # 0: calibrate in this trial
+        self.n = self.loops
+        self.session: Session | None = None
+        self.record: dict[str, Any] = {"case": case.id, "round": spec["round"],
+                                       "cpu": current_cpu(), "pid": os.getpid(),
+                                       "start_s": time.time() - epoch, "values": [],
+                                       "error": ""}
+
+    def open(self, addr: tuple[str, int]) -> None:
+        """Connect, warm up (not timed) and size the values."""
+        try:
+            self.session = session = Session.connect(self.case, addr, self.io_timeout)
+            self.n = min(self.loops, len(session.ts)) if self.loops else \
+                session.ops_for(self.case.op_count, self.value_time)
+            for _ in range(int(self.spec["warmups"])):
+                session.run_value(self.n, record=False)
+        except Exception as exc:  # noqa: BLE001 - the reason goes to the table
+            self.fail(exc)
+
+    @property
+    def live(self) -> bool:
+        return self.session is not None and not self.record["error"]
+
+    @property
+    def slow(self) -> bool:
+        """One operation takes most of a value (e.g. the 40 ms delayed-ACK trap)."""
+        return self.session is not None and \
+            self.session.est_op_s > SLOW_OP * self.value_time
+
+    def value(self) -> None:
+        """One timed value."""
+        session = self.session
+        if session is None or self.record["error"]:
+            return
+        try:
+            if not self.loops:  # the calibration round: bound each value in time
+                self.n = session.ops_for(self.case.op_count, self.value_time)
+            session.run_value(self.n)
+        except Exception as exc:  # noqa: BLE001 - the reason goes to the table
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        self.record["error"] = describe(exc, self.io_timeout)
+
+    def finish(self, out: Path) -> None:
+        """Leave the record and the latencies in ``out``; close the connection."""
+        session, record = self.session, self.record
+        try:
+            if session is not None and not record["error"]:
+                record.update(values=[dataclasses.asdict(v) for v in session.values],
+                              effective=session.effective(), phases=session.phases,
+                              loops=self.n)
+                _atomic_write(out / f"{self.case.id}.lat", session.latencies.tobytes())
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc)
+        finally:
+            if session is not None:
+                session.close()
+        record["end_s"] = time.time() - self.epoch
+        _atomic_write(out / f"{self.case.id}.json", json.dumps(record).encode())
+
+
+def run_visit(cases: list[Case], addr: tuple[str, int], spec: dict[str, Any],
+              out: Path) -> None:
+    """Measure the visit's cases, their values interleaved.
+
+    Every case connects and warms up first (in the visit's order). Then the values go in
+    slots: in each slot every case runs one short value, in a fresh order, so a case and
+    its baseline are measured milliseconds apart, over and over, and the host's drift in
+    between is small. A slow case (one operation takes most of a value: the delayed-ACK
+    trap) runs its values in a row right after its warm-up instead: interleaving would
+    leave its connection idle long enough to fall back into quick-ACK mode.
+    """
+    epoch = float(spec["epoch"])
+    rng = random.Random(int(spec.get("seed", 0)))
+    trials = [Trial(case, spec, epoch) for case in cases]
     try:
-        session = Session.connect(case, addr, io_timeout)
-        loops = int(spec["loops"].get(case.id) or 0)
-        frozen = loops > 0
-        n = min(loops, len(session.ts)) if frozen else \
-            session.ops_for(case.op_count, float(spec["value_time"]))
-        for _ in range(int(spec["warmups"])):
-            session.run_value(n, record=False)
+        fast = []
+        for trial in trials:
+            trial.open(addr)
+            if trial.slow:
+                for _ in range(min(SLOW_VALUES, int(spec["values"]))):
+                    trial.value()
+            else:
+                fast.append(trial)
+        by_id = {t.case.id: t for t in trials}
+        for trial in fast:  # a twin does exactly its original's work (segments per value)
+            root = by_id.get(trial.case.id.removesuffix("-twin"))
+            if trial.case.twin and root is not None and root.live and not trial.loops:
+                trial.n = trial.loops = root.n
         for _ in range(int(spec["values"])):
-            if not frozen:  # the calibration round: bound each value in time
-                n = session.ops_for(case.op_count, float(spec["value_time"]))
-            session.run_value(n)
-        record.update(values=[dataclasses.asdict(v) for v in session.values],
-                      effective=session.effective(), phases=session.phases, loops=n)
-        _atomic_write(out / f"{case.id}.lat", session.latencies.tobytes())
-    except Exception as exc:  # noqa: BLE001 - the reason goes to the table; the visit goes on
-        record["error"] = describe(exc, io_timeout)
+            order = [t for t in fast if t.live]
+            rng.shuffle(order)
+            for trial in order:
+                trial.value()
     finally:
-        if session is not None:
-            session.close()
-    record["end_s"] = time.time() - epoch
-    _atomic_write(out / f"{case.id}.json", json.dumps(record).encode())
+        for trial in trials:
+            trial.finish(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         strategies.load_plugin(plugin)
     addr = parse_addr(args.peer)
     args.out.mkdir(parents=True, exist_ok=True)
-    for data in spec["cases"]:
-        run_case(Case.from_dict(data), addr, spec, args.out, float(spec["epoch"]))
+    run_visit([Case.from_dict(data) for data in spec["cases"]], addr, spec, args.out)
     return 0
 
 

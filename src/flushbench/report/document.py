@@ -52,12 +52,13 @@ def build_report(runs: Sequence[Path], out: Path) -> Path:
     doc.para("How should a Python program write to a TCP socket? Send strategies × socket "
              "options, measured with pyperf. Built from stored runs only; every figure names "
              "the case it comes from.")
-    doc.table(_overview(stored))
     for run in stored:
         _run_section(doc, run, charts_dir)
     if len(stored) > 1:
         doc.heading(2, "Comparison")
         compare.add_sections(doc, stored, compare_frame(stored), charts_dir, CHARTS)
+    doc.heading(2, "Runs in this report")
+    doc.table(_overview(stored))
     with atomic_write(out / "README.md") as fh:
         fh.write(doc.markdown())
     with atomic_write(out / "index.html") as fh:
@@ -114,11 +115,7 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
              "q < 0.05 (Benjamini–Hochberg), an interval that excludes 1 and an effect of at "
              f"least {verdicts.fmt_pct(numeric(effect)) if finite(effect) else '3 %'}.")
     frame = verdicts.view(run)
-    if frame.empty:
-        doc.note("No verdict names a case of this run's table.")
-    for (workload, band), part in frame.groupby(["workload", "band"], sort=False):
-        doc.heading(4, f"{workload} · {band}")
-        doc.table(verdicts.display(part), collapse_after=40, summary=f"{len(part)} verdicts")
+    doc.columns()  # the forest plot beside the tables: both open the page (HTML)
     stem = f"{charts.slug(run.label)}-forest"
     title = "Forest plot: each case's ratio to its baseline on the headline metric"
     if charts.render(forest.forest, run, out_dir=charts_dir, name=stem):
@@ -126,6 +123,13 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
                    f"{title} (95 % intervals over rounds; hollow diamonds: A/A twins)")
     else:
         doc.note(f"{title}: skipped, no verdict with data in this run.")
+    doc.next_column()
+    if frame.empty:
+        doc.note("No verdict names a case of this run's table.")
+    for (workload, band), part in frame.groupby(["workload", "band"], sort=False):
+        doc.heading(4, f"{workload} · {band}")
+        doc.table(verdicts.display(part), collapse_after=40, summary=f"{len(part)} verdicts")
+    doc.end_columns()
 
 
 def _measured(meta: dict[str, Any]) -> str:

@@ -27,6 +27,8 @@ figure{margin:1rem 0 2rem}figure img{max-width:100%;height:auto;border:1px solid
 figcaption{font-size:.85rem;color:#555}.note{color:#666;font-style:italic}
 .good{color:#1a7f37;font-weight:600}.bad{color:#b42318;font-weight:600}
 details{margin:.5rem 0 1rem}summary{cursor:pointer}
+.cols{display:flex;gap:1.5rem;align-items:flex-start}.col{flex:1 1 0;min-width:0}
+@media (max-width:900px){.cols{display:block}}
 """.strip()
 
 _INLINE = [(re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
@@ -121,6 +123,16 @@ class Doc:
             f'alt="{html.escape(alt)}" data-chart="{html.escape(png)}" loading="eager"></a>'
             + (f"<figcaption>{inline_html(caption)} (click for SVG)</figcaption>"
                if caption else "") + "</figure>")
+
+    def columns(self) -> None:
+        """Start two columns side by side (HTML only; Markdown reads on in order)."""
+        self.html.append('<div class="cols"><div class="col">')
+
+    def next_column(self) -> None:
+        self.html.append('</div><div class="col">')
+
+    def end_columns(self) -> None:
+        self.html.append("</div></div>")
 
     def raw_html(self, block: str) -> None:
         self.html.append(block)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..case import Case
+from ..measure.visit import SLOW_OP, SLOW_VALUES
 from ..suites import Suite
 
 VISIT_START_S = 0.12  # a visit's worker process: start-up and imports (estimate)
@@ -26,8 +27,11 @@ def estimate_trial_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:
     """One trial of ``case``: connect, warm-up, and the suite's values (at least one op each)."""
     op = estimate_op_s(case, rtt)
     value_s = max(op, min(suite.value_time, case.op_count * op)) + 2 * rtt
-    warm_up = min(0.2, 64 * op) + 3 * rtt
-    return CONNECT_S + warm_up + (suite.warmups + suite.values) * value_s
+    warm_up = min(0.1, 64 * op) + 3 * rtt
+    values = suite.values
+    if op > SLOW_OP * suite.value_time:  # a slow case runs fewer values, in a row
+        values = min(values, SLOW_VALUES)
+    return CONNECT_S + warm_up + (suite.warmups + values) * value_s
 
 
 def estimate_case_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:

@@ -83,10 +83,10 @@ class Manager:
                  loops: dict[str, int], seed: int, timeline: Timeline | None = None) -> None:
         self.suite, self.writer, self.opts = suite, writer, opts
         self.link, self.loops, self.timeline = link, dict(loops), timeline
+        self.seed = seed
         self.cells: list[Cell] = cells(suite.cases)
         self.visits: list[Visit] = plan(self.cells, suite.rounds, seed)
         self.cases = {c.id: c for cell in self.cells for c in cell.cases}
-        self.parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=writer.dir))
         self.env = worker_env(opts.inherit_environ)
         self.epoch = time.time()
         self.speed = hostspeed.Tracker(opts.pin.values())
@@ -121,7 +121,11 @@ class Manager:
     def run(self, progress: Progress, state: dict[str, bool]) -> RunOutcome:
         outcome = RunOutcome(self.writer.dir)
         tl = self.timeline
+        for stale in self.writer.dir.glob(".parts-*"):  # left by a run that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        self.parts = self.writer.dir / ".parts-none"
         try:
+            self.parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=self.writer.dir))
             with span(tl, "host probe"):
                 self.speed.start()
             for index, visit in enumerate(self.visits):
@@ -163,7 +167,9 @@ class Manager:
         """
         spec = VisitSpec(visit.round, tuple(todo), self.loops, self.suite.values,
                          self.suite.warmups, self.suite.value_time, self.io_timeout,
-                         self.epoch, tuple(self.opts.strategy_plugins))
+                         self.epoch, tuple(self.opts.strategy_plugins),
+                         seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
+                         % (1 << 62))
         folder = self.parts / f"r{visit.round}-c{visit.cell}"
         with span(self.timeline, "worker process"):
             records = run_visit(spec, folder, format_addr(*self.link.addr),
@@ -183,6 +189,10 @@ class Manager:
                 self.acc[case.id].add(record, lat, visit.round, speed)
                 if not row["error"] and case.id not in self.loops and record.get("loops"):
                     self.loops[case.id] = int(record["loops"])  # calibrated once, then frozen
+            for case in todo:  # a twin does exactly its original's work
+                root = case.id.removesuffix("-twin")
+                if case.twin and root in self.loops:
+                    self.loops[case.id] = self.loops[root]
                 if self.timeline is not None and record.get("phases"):
                     self.timeline.worker(case.id, record["phases"])
             self._write(todo)

@@ -45,13 +45,14 @@ class VisitSpec:
     io_timeout: float
     epoch: float  # the run's start (time.time()): trial start times are relative to it
     strategy_plugins: tuple[str, ...] = ()
+    seed: int = 0  # orders the visit's slots (derived from the run's seed)
 
     def to_json(self) -> str:
         return json.dumps({
             "round": self.round, "cases": [c.to_dict() for c in self.cases],
             "loops": {c.id: self.loops.get(c.id, 0) for c in self.cases},
             "values": self.values, "warmups": self.warmups, "value_time": self.value_time,
-            "io_timeout": self.io_timeout, "epoch": self.epoch,
+            "io_timeout": self.io_timeout, "epoch": self.epoch, "seed": self.seed,
             "strategy_plugins": list(self.strategy_plugins)})
 
 

@@ -32,9 +32,9 @@ class Suite:
     name: str
     cases: tuple[Case, ...]
     rounds: int = 10
-    values: int = 2
+    values: int = 8
     warmups: int = 0
-    value_time: float = 0.05  # seconds: a value of the first round stops early past this
+    value_time: float = 0.01  # seconds: a value of the first round stops early past this
     timeout: int = 60  # seconds per case of a visit (a stalled worker is stopped)
     description: str = ""
     source: str = ""  # the TOML text, kept in meta.json
