@@ -34,36 +34,14 @@ class AliasA(SendallStrategy):
     summary = "sendall under another name (A/A control)"
 
 
-class AliasB(AliasA):
-    name = "alias_b"
+def _alias(letter: str) -> type[SendallStrategy]:
+    """sendall under the name alias_<letter>, as a module attribute --strategy-plugin finds."""
+    cls = type(f"Alias{letter.upper()}", (AliasA,), {"name": f"alias_{letter}"})
+    globals()[cls.__name__] = cls
+    return cls
 
 
-class AliasC(AliasA):
-    name = "alias_c"
-
-
-class AliasD(AliasA):
-    name = "alias_d"
-
-
-class AliasE(AliasA):
-    name = "alias_e"
-
-
-class AliasF(AliasA):
-    name = "alias_f"
-
-
-class AliasG(AliasA):
-    name = "alias_g"
-
-
-class AliasH(AliasA):
-    name = "alias_h"
-
-
-ALIASES: tuple[type[SendallStrategy], ...] = (AliasA, AliasB, AliasC, AliasD, AliasE, AliasF,
-                                              AliasG, AliasH)
+ALIASES: tuple[type[SendallStrategy], ...] = (AliasA, *(_alias(c) for c in "bcdefgh"))
 
 
 LOOK_NS = 1_000_000.0  # look at the clock about once per ms of messages
@@ -148,90 +126,18 @@ class SlowSendall(SendallStrategy):
         self._mark = after
 
 
-class Slow2(SlowSendall):
-    name = "slow2"
-    factor = 0.02
-
-
-class Slow2P50(Slow2):
-    name = "slow2_p50"
-    median = True
-
-
-class Slow3(SlowSendall):
-    name = "slow3"
-    factor = 0.03
-
-
-class Slow3P50(Slow3):
-    name = "slow3_p50"
-    median = True
-
-
-class Slow4(SlowSendall):
-    name = "slow4"
-    factor = 0.04
-
-
-class Slow4P50(Slow4):
-    name = "slow4_p50"
-    median = True
-
-
-class Slow5(SlowSendall):
-    name = "slow5"
-    factor = 0.05
-
-
-class Slow5P50(Slow5):
-    name = "slow5_p50"
-    median = True
-
-
-class Slow7(SlowSendall):
-    name = "slow7"
-    factor = 0.07
-
-
-class Slow7P50(Slow7):
-    name = "slow7_p50"
-    median = True
-
-
-class Slow10(SlowSendall):
-    name = "slow10"
-    factor = 0.1
-
-
-class Slow10P50(Slow10):
-    name = "slow10_p50"
-    median = True
-
-
-class Slow15(SlowSendall):
-    name = "slow15"
-    factor = 0.15
-
-
-class Slow15P50(Slow15):
-    name = "slow15_p50"
-    median = True
-
-
-class Slow20(SlowSendall):
-    name = "slow20"
-    factor = 0.2
-
-
-class Slow20P50(Slow20):
-    name = "slow20_p50"
-    median = True
+def _slowed(percent: int) -> tuple[type[SlowSendall], type[SlowSendall]]:
+    """sendall slowed by ``percent`` %: ``slowN`` (mean time, streams) and ``slowN_p50``
+    (median time, rr), as module attributes --strategy-plugin finds."""
+    mean = type(f"Slow{percent}", (SlowSendall,), {"name": f"slow{percent}",
+                                                   "factor": percent / 100})
+    p50 = type(f"Slow{percent}P50", (mean,), {"name": f"slow{percent}_p50", "median": True})
+    globals().update({mean.__name__: mean, p50.__name__: p50})
+    return mean, p50
 
 
 SLOWED: dict[float, tuple[type[SlowSendall], type[SlowSendall]]] = {
-    cls.factor: (cls, p50) for cls, p50 in (
-        (Slow2, Slow2P50), (Slow3, Slow3P50), (Slow4, Slow4P50), (Slow5, Slow5P50),
-        (Slow7, Slow7P50), (Slow10, Slow10P50), (Slow15, Slow15P50), (Slow20, Slow20P50))}
+    p / 100: _slowed(p) for p in (2, 3, 4, 5, 7, 10, 15, 20)}
 """slowdown -> (the class for streams: mean time, the class for rr: median time)"""
 
 

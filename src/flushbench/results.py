@@ -247,16 +247,22 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    path = Path(run_dir) / TABLE
-    if not path.is_file():
-        raise ResultsError(f"{run_dir}: {TABLE} is missing")
+def read_csv(path: Path, strings: Iterable[str]) -> pd.DataFrame:
+    """One of a run's CSV files (``strings``: its text columns); ResultsError naming it."""
     try:
-        frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in STRING_COLUMNS},
+        frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in strings},
                                           keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
             from None
+    return frame
+
+
+def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    path = Path(run_dir) / TABLE
+    if not path.is_file():
+        raise ResultsError(f"{run_dir}: {TABLE} is missing")
+    frame = read_csv(path, STRING_COLUMNS)
     missing = [c for c in ("case", "workload", "strategy") if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}; it is not a "

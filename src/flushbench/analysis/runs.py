@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..case import THROUGHPUT_WORKLOADS
 from ..errors import ResultsError
-from ..results import find_runs, load_samples, read_meta, read_table
+from ..results import find_runs, load_samples, read_csv, read_meta, read_table
 from .verdicts import VERDICT_COLUMNS, VERDICTS
 
 TRIALS = "trials.csv"
@@ -47,12 +47,7 @@ def _read_csv(path: Path, columns: list[str], text: tuple[str, ...]) -> pd.DataF
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype="object" if c in text else "float64")
                              for c in columns})
-    try:
-        frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in text},
-                                          keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
-            from None
+    frame = read_csv(path, text)
     if "case" not in frame.columns:
         raise ResultsError(f"{path} lacks the column case; it is not a flushbench file")
     for col in columns:
