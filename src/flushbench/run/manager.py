@@ -2,10 +2,11 @@
 
 One manager process reaches the peer (:mod:`.targets`), groups the suite's cases into cells
 with their baselines and A/A twins (:mod:`flushbench.analysis.cells`) and runs R rounds of
-visits (:mod:`.schedule`): one worker process per cell and round measures that cell's cases
-in a fresh random order (:mod:`.visits`). After each visit the manager writes the trials, the
-cases' table rows and samples, and pyperf.json (a pyperf Run per trial), so an interrupted
-run keeps every finished visit; at the end it writes verdicts.csv.
+visits (:mod:`.schedule`): one worker process per cell and round measures that cell's cases,
+their values interleaved (:mod:`.visits`, :mod:`flushbench.measure.visit`). After each visit
+the manager writes the trials and the cases' table rows and samples, after each round
+pyperf.json (a pyperf Run per trial), so an interrupted run keeps every finished visit; at
+the end it writes verdicts.csv.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ class Manager:
 
     def run_visit(self, visit: Visit, todo: list[Case],
                   state: dict[str, bool] | None = None) -> list[dict[str, Any]]:
-        """Measure one visit's cases; write their trials, rows, samples and pyperf runs.
+        """Measure one visit's cases; write their trials, rows and samples (pyperf.json
+        follows at the end of each round).
 
         A visit cut short by Ctrl-C is dropped whole (its worker got the signal too): a
         resumed run measures it again.

@@ -1,10 +1,10 @@
 """A public timing hook: where a run's wall time goes, without patching anything.
 
-The manager reports the spans of its own work (a case, pyperf's spawning of workers, the
-merge, the writes, the host probe) to a :class:`Timeline`; workers always record their own
-phases (connect and hello, warm-up, values) in the counters they leave for the manager,
-which hands them to :meth:`Timeline.worker`. ``bench/bench_breakdown.py`` uses it; a normal
-run passes none and pays nothing but a few clock reads per case.
+The manager reports the spans of its own work (a visit, its worker process, the merge and
+writes, the host probe, pyperf.json, the verdicts) to a :class:`Timeline`; every trial
+records its own phases (connect and hello, warm-up, values) in the record it leaves for the
+manager, which hands them to :meth:`Timeline.worker`. ``bench/bench_breakdown.py`` uses it;
+a normal run passes none and pays nothing but a few clock reads per visit.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Timeline:
             secs for (outer, _), secs in self.inside.items() if outer == name)
 
     def worker(self, case_id: str, phases: dict[str, Any]) -> None:
-        """One worker process's phases (seconds; see ``Session.phases``)."""
+        """One trial's phases (seconds; see ``Session.phases``)."""
         self.workers.append({"case": case_id, **phases})
 
 
