@@ -17,6 +17,7 @@ from flushbench.analysis.stats import compare_latency, compare_rates
 from flushbench.case import Case
 from flushbench.errors import ResultsError
 from flushbench.report import compare as report_compare
+from flushbench.report import document
 from flushbench.results import SCHEMA_VERSION, TABLE
 from synthetic import host, make_meta, small_cases, write_run
 
@@ -226,3 +227,23 @@ def test_statistics_come_out_the_same_every_time() -> None:
     rates = compare_rates(np.array([1.0, 1.02, 0.98]), np.array([1.5, 1.52, 1.49]))
     assert rates is not None and rates.significant and rates.p_value < 0.001
     assert compare_rates(np.array([1.0]), np.array([2.0])) is None  # one value: no test
+
+
+def test_run_text_stays_text_in_csv_and_charts(tmp_path: Path) -> None:
+    """A case id a spreadsheet would run as a formula gets a leading ', and a "$" in a
+    strategy name is drawn as a character (no mathtext parse error)."""
+    cases = [Case("stream", "sendall", 1024), Case("stream", "a$\\frac{$b", 1024)]
+    runs = [write_run(tmp_path / "results", m, "r", cases, seed=i)
+            for i, m in enumerate(("alpha", "beta"), 1)]
+    hostile = '=HYPERLINK("http://example.invalid","x")'
+    for run in runs:
+        table = run / "table.csv"
+        frame = pd.read_csv(table, keep_default_na=False)
+        frame.loc[0, "case"] = hostile
+        frame.to_csv(table, index=False)
+    out = tmp_path / "cmp"
+    report_compare.compare_runs(runs, out)
+    text = (out / "compare.csv").read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and not text.startswith("=")
+    index = document.build_report(runs, tmp_path / "report")
+    assert index.exists() and any((tmp_path / "report" / "charts").glob("*.png"))

@@ -33,6 +33,9 @@ STYLE: dict[RcKeyType, Any] = {
     "svg.hashsalt": "flushbench", "svg.fonttype": "path", "font.family": "DejaVu Sans",
     "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11, "legend.fontsize": 8,
     "axes.grid": True, "grid.alpha": 0.3, "path.simplify": True, "savefig.dpi": 100,
+    # labels come from stored runs, maybe from another machine: a "$" is a character, not
+    # the start of mathtext (which fails on unbalanced or odd input)
+    "text.parse_math": False,
 }
 if "svg.id" in matplotlib.rcParams:  # matplotlib >= 3.8: a fixed id for the root <svg>
     STYLE["svg.id"] = "flushbench"

@@ -213,16 +213,31 @@ def compare_runs(runs: Sequence[Path], out: Path | None = None) -> pd.DataFrame:
     return frame
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def no_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula get a leading ``'`` (run text may come
+    from another machine: a case id like ``=HYPERLINK(...)`` must stay text)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
+                        for v in out[col].astype(object)]
+    return out
+
+
 def write_outputs(runs: Sequence[StoredRun], frame: pd.DataFrame, out: Path) -> Path:
     """compare.csv, compare-ratios.csv (runs with trials), README.md and index.html (with
     charts/) in ``out``; returns index.html."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "compare.csv") as fh:
-        frame.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+        no_formulas(frame).to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
     ratios = ratio_frame(runs)
     if not ratios.empty:  # runs with trials.csv: the ratio of ratios
         with atomic_write(out / RATIOS) as fh:
-            ratios.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+            no_formulas(ratios).to_csv(fh, index=False, float_format="%.6g",
+                                       lineterminator="\n")
     else:  # not one left from an earlier comparison in the same folder
         (out / RATIOS).unlink(missing_ok=True)
     doc = Doc(f"flushbench comparison: {', '.join(r.label for r in runs)}")
