@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ResultsError, UsageError
+from .untrusted import check_size, load_npz
 
 SCHEMA_VERSION = 2  # 2: interleaved rounds (trials.csv, verdicts.csv, twin column)
 
@@ -232,11 +233,12 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / META
     if not path.is_file():
         raise ResultsError(f"{run_dir} is not a run directory: {META} is missing")
+    check_size(path)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
-            from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ResultsError(f"{path} is corrupt or truncated ({str(exc)[:120]}); rerun or "
+                           "delete the run") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("schema_version"), int):
         raise ResultsError(f"{path} has no schema_version; it is not a flushbench run")
     version = meta["schema_version"]
@@ -249,6 +251,7 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
 
 def read_csv(path: Path, strings: Iterable[str]) -> pd.DataFrame:
     """One of a run's CSV files (``strings``: its text columns); ResultsError naming it."""
+    check_size(path)
     try:
         frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in strings},
                                           keep_default_na=False, na_values=[""])
@@ -320,8 +323,4 @@ def load_samples(run_dir: Path, case_id: str) -> dict[str, np.ndarray]:
     path = sample_path(run_dir, case_id)
     if not path.is_file():
         return {}
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ResultsError(f"{path} is corrupt or truncated ({exc})") from None
+    return load_npz(path)
