@@ -43,5 +43,7 @@ def test_the_wheel_carries_suites_profiles_and_types(tmp_path: Path) -> None:
         assert f"flushbench/suites/{suite}.toml" in names
     assert "flushbench/netlab/profiles.toml" in names
     assert "flushbench/py.typed" in names
-    assert "flushbench/measure/worker.py" in names
+    modules = {n for n in names if n.endswith(".py")}
+    sources = {str(f.relative_to(ROOT / "src")) for f in (ROOT / "src/flushbench").rglob("*.py")}
+    assert modules == sources  # every module, and nothing stale from an old build/ directory
     assert not any(n.startswith("tests/") for n in names)
