@@ -444,8 +444,9 @@ def test_cli_up_status_down(root: None, capsys: pytest.CaptureFixture[str]) -> N
         assert f"fb-{name}-cli" in out and f"fb-{name}-srv" in out
         state = next(s for s in netlab.list_labs() if s["name"] == f"fb-{name}")
         inodes = [_net_inode(state[k]) for k in ("client_ns", "server_ns")]
-        assert state["alive"] and netns.start_time(state["relay_pid"]) is not None
-        Netlab.cleanup_stale()  # a live persistent lab is not stale
+        assert state["persistent"] and not state["stale"]
+        assert netns.start_time(state["relay_pid"]) is not None
+        assert f"fb-{name}" not in Netlab.cleanup_stale()  # a persistent lab is never stale
         assert fbcli.main(["netlab", "status"]) == 0
         assert f"fb-{name}" in capsys.readouterr().out
         with pytest.raises(UsageError, match="already exists"):

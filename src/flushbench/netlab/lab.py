@@ -11,12 +11,12 @@ The client namespace ``fb-N-cli`` holds ``198.18.x.1``, the server namespace ``f
 - delay / jitter / loss: ``netem`` on the veth where the kernel has it, else the TUN packet
   delay line (:mod:`flushbench.netlab.delayline`): one relay process, one TUN device per namespace.
 
-Lifecycle: a state file ``/run/flushbench/N.json`` is written *before* anything is created and
-names the owner process; teardown (``__exit__``, exceptions, SIGINT, SIGTERM, SIGHUP, atexit)
-kills the relay and every process left in the namespaces, then deletes the namespaces, which
-removes their links. A lab whose owner died (SIGKILL) is removed by :meth:`Netlab.cleanup_stale`,
-which every new lab runs first; its relay has already exited, because the owner's *lifeline*
-pipe closed. ``flushbench netlab up`` makes a persistent lab whose owner is its relay.
+Lifecycle (records and clean-up: :mod:`.state`): a record ``/run/flushbench/N.json`` is written
+*before* anything is created; teardown (``__exit__``, exceptions, SIGINT, SIGTERM, SIGHUP,
+atexit) kills the relay and every process left in the namespaces, then deletes the namespaces
+and their links, trying every step: failures end in one :class:`TeardownError` and a kept
+record. A lab whose owner died is removed by :meth:`Netlab.cleanup_stale`; its relay has
+already exited, as the owner's *lifeline* pipe closed. ``netlab up`` makes a persistent lab.
 """
 
 from __future__ import annotations
@@ -39,17 +39,18 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SetupError, UsageError
 from . import delayline
 from .linkspec import LinkSpec
-from .netns import (
-    NETNS_DIR,
-    check_support,
-    delete_ns,
-    in_netns,
-    netns_socket,
-    run,
-    start_time,
-    tool,
+from .netns import NETNS_DIR, check_support, in_netns, netns_socket, run, start_time, tool
+from .state import (
+    PREFIX,
+    STATE_DIR,
+    cleanup_stale,
+    destroy,
+    list_labs,
+    read_states,
+    state_path,
+    write_state,
 )
-from .state import PREFIX, STATE_DIR, cleanup_stale, destroy, list_labs, read_states, state_path
+from .teardown import Steps, TeardownError, program, remove_namespaces, report, stop_child
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,7 +92,8 @@ class Netlab:
         self.seed = seed
         self.slot = -1
         self.name = self.client_ns = self.server_ns = self.client_addr = self.server_addr = ""
-        self._made: list[str] = []
+        self._made: list[str] = []  # namespaces this lab may delete: never someone else's
+        self._own_record = False
         self._procs: list[subprocess.Popen[Any]] = []
         self._relay: subprocess.Popen[bytes] | None = None
         self._lifeline: int | None = None
@@ -103,8 +105,11 @@ class Netlab:
     def __enter__(self) -> Netlab:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # a teardown failure must not hide the exception on its way out
+            self._close_reporting()
 
     def start(self) -> Netlab:
         """Build the lab; on any failure (or signal) everything made so far is removed."""
@@ -116,18 +121,25 @@ class Netlab:
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 if signal.getsignal(sig) is signal.SIG_DFL:
                     self._handlers[sig] = signal.signal(sig, _on_signal)
-        atexit.register(self.close)
+        atexit.register(self._close_reporting)
         try:
-            cleanup_stale()
+            try:
+                cleanup_stale()
+            except TeardownError as exc:  # another lab's leftovers do not stop this one
+                report(exc)
             self._reserve()
             self._build()
         except BaseException:
-            self.close()
+            self._close_reporting()
             raise
         return self
 
     def close(self) -> None:
-        """Kill what runs in the lab, delete the namespaces and the state (idempotent)."""
+        """Kill what runs in the lab, delete the namespaces and the record (idempotent).
+
+        Every step is tried even when an earlier one fails; then TeardownError lists the
+        failures, one line each, and the record stays, marked failed (the lab is stale: the
+        next clean-up or ``flushbench netlab down NAME`` tries again)."""
         if self._closed:
             return
         self._closed = True
@@ -139,34 +151,50 @@ class Netlab:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 saved[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
         try:
-            for proc in [*self._procs, *([self._relay] if self._relay else [])]:
-                if proc is self._relay and self._lifeline is not None:
-                    os.close(self._lifeline)
-                    self._lifeline = None
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(2)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-            for ns in self._made:
-                delete_ns(ns)
-            if self._made:  # the slot is ours: drop its state, log and temporary file
-                for path in (state_path(self.slot), state_path(self.slot).with_suffix(".log"),
-                             self._tmp_path()):
-                    path.unlink(missing_ok=True)
+            failures = self._teardown()
         finally:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
             self._release()
-            for signum in held[:1]:
-                signal.raise_signal(signum)
+        error = TeardownError(failures) if failures else None
+        if held:
+            if error:
+                report(error)
+            signal.raise_signal(held[0])
+        if error:
+            raise error
+
+    def _teardown(self) -> list[str]:
+        """Every step, in order, whatever fails: returns the failures (one line each)."""
+        steps = Steps(self.name)
+        for proc in self._procs:
+            steps(f"stop process {proc.pid} ({program(proc)})", stop_child, proc)
+        if self._lifeline is not None:  # the relay exits by itself once this pipe closes
+            steps("close the relay's lifeline", os.close, self._lifeline)
+            self._lifeline = None
+        if self._relay:
+            steps(f"stop the delay-line relay (pid {self._relay.pid})", stop_child, self._relay)
+        remove_namespaces(steps, self._made)
+        if self._own_record and steps.failures:
+            steps("keep the lab's record", self._save, failed=steps.failures)
+        elif self._own_record:  # drop the record, its log and temporary file
+            for path in (state_path(self.slot), state_path(self.slot).with_suffix(".log"),
+                         self._tmp_path()):
+                steps(f"remove {path}", path.unlink, True)
+        return steps.failures
+
+    def _close_reporting(self) -> None:
+        """close(), printing a teardown failure instead of raising it."""
+        try:
+            self.close()
+        except TeardownError as exc:
+            report(exc)
 
     def detach(self) -> None:
         """Leave a persistent lab running (``netlab up``); ``destroy(name)`` removes it."""
         if not self.persistent:
             raise UsageError("only a persistent lab can be detached")
+        self._save(persistent=True)  # from now on never stale: its owner is about to exit
         self._closed = True
         self._release()
 
@@ -174,7 +202,7 @@ class Netlab:
         for sig, handler in self._handlers.items():
             signal.signal(sig, handler)
         self._handlers.clear()
-        atexit.unregister(self.close)
+        atexit.unregister(self._close_reporting)
 
     def _reserve(self) -> None:
         """Claim a slot by creating its state file atomically (link() fails if it exists)."""
@@ -184,8 +212,11 @@ class Netlab:
             raise UsageError(f"a lab named {PREFIX + self._wanted_name} already exists")
         for slot in range(SLOTS):
             name = PREFIX + (self._wanted_name or str(slot))
-            if not self._wanted_name and (name in taken or (NETNS_DIR / f"{name}-cli").exists()
-                                          or (NETNS_DIR / f"{name}-srv").exists()):
+            foreign = [ns for ns in (f"{name}-cli", f"{name}-srv") if (NETNS_DIR / ns).exists()]
+            if foreign and self._wanted_name:  # someone else's namespace: never ours to delete
+                raise UsageError(f"namespace {foreign[0]} exists but is no flushbench lab: "
+                                 "choose another --name")
+            if name in taken or foreign:
                 continue
             base = NET_BASE + 4 * slot
             self.slot, self.name = slot, name
@@ -195,7 +226,8 @@ class Netlab:
             self._state = {"name": name, "slot": slot, "link": str(self.spec),
                            "backend": self.backend, "client_ns": self.client_ns,
                            "server_ns": self.server_ns, "client_addr": self.client_addr,
-                           "server_addr": self.server_addr, "persistent": self.persistent,
+                           "server_addr": self.server_addr, "persistent": False,
+                           "namespaces": [self.client_ns, self.server_ns],
                            "owner_pid": os.getpid(), "owner_start": start_time(os.getpid()),
                            "relay_pid": None, "relay_start": None, "created": time.time()}
             tmp = self._tmp_path()
@@ -203,6 +235,7 @@ class Netlab:
                 tmp.write_text(json.dumps(self._state))
                 os.link(tmp, state_path(slot))
                 self._made = [self.client_ns, self.server_ns]  # ours to delete from now on
+                self._own_record = True
                 return
             except FileExistsError:
                 self.slot = -1
@@ -212,9 +245,7 @@ class Netlab:
 
     def _save(self, **changes: Any) -> None:
         self._state.update(changes)
-        tmp = self._tmp_path()
-        tmp.write_text(json.dumps(self._state))
-        tmp.replace(state_path(self.slot))
+        write_state(self._state)
 
     def _tmp_path(self) -> Path:
         return STATE_DIR / f".{os.getpid()}.{self.slot}.tmp"
@@ -222,7 +253,12 @@ class Netlab:
     # -- building
     def _build(self) -> None:
         for ns in (self.client_ns, self.server_ns):
-            run("ip", "netns", "add", ns)
+            try:
+                run("ip", "netns", "add", ns)
+            except SetupError:  # e.g. made by someone else meanwhile: not ours to delete
+                self._made.remove(ns)
+                self._save(namespaces=self._made)
+                raise
             run("ip", "link", "set", "lo", "up", ns=ns)
             if self.tcp_buf_max:
                 in_netns(ns, self._set_tcp_buffers)
@@ -282,6 +318,8 @@ class Netlab:
         ready_r, ready_w = os.pipe()
         try:
             for ns, dev, local, peer in ends:
+                if Path(f"/sys/class/net/{dev}").exists():  # never take over someone's device
+                    raise SetupError(f"a network device {dev} exists already: remove it")
                 fds.append(delayline.open_tun(dev))  # made here, then moved: no root-ns leftovers
                 run("ip", "link", "set", "dev", dev, "netns", ns)
                 run("ip", "-batch", "-", ns=ns, stdin=(
@@ -305,9 +343,7 @@ class Netlab:
             if not self.persistent:
                 os.close(lifeline_r)
             pid = self._relay.pid
-            self._save(relay_pid=pid, relay_start=start_time(pid),
-                       **({"owner_pid": pid, "owner_start": start_time(pid)}
-                          if self.persistent else {}))
+            self._save(relay_pid=pid, relay_start=start_time(pid))
         finally:
             for fd in (*fds, ready_w):
                 os.close(fd)

@@ -1,5 +1,5 @@
 """Network-namespace and process primitives for netlab: run ip/tc, enter a namespace,
-make a socket inside one, stop processes and namespaces.
+make a socket inside one, stop processes and delete namespaces (each failure a SetupError).
 
 Network namespaces are per *thread*: :func:`enter_netns` moves the calling thread, and
 :func:`in_netns` runs a function in a short-lived thread inside a namespace, so one process can
@@ -96,8 +96,9 @@ def alive(pid: int | None, start: int | None) -> bool:
     return pid is not None and pid != 0 and start_time(pid) == start
 
 
-def stop_pids(pids: list[int], grace: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL after *grace* s; reap those that are our children."""
+def stop_pids(pids: list[int], grace: float = 2.0) -> list[int]:
+    """SIGTERM, then SIGKILL after *grace* s; reap those that are our children. Returns the
+    processes still running *grace* s after SIGKILL (a zombie counts as gone)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -113,16 +114,40 @@ def stop_pids(pids: list[int], grace: float = 2.0) -> None:
                     pass
             pids = [p for p in pids if start_time(p) is not None]
             if not pids:
-                return
+                return []
             time.sleep(0.01)
+    return pids
+
+
+def kill_pids(pids: list[int]) -> None:
+    """:func:`stop_pids`, with a SetupError naming the processes that outlived SIGKILL."""
+    if left := stop_pids(pids):
+        raise SetupError(f"process(es) {', '.join(map(str, left))} still running after SIGKILL")
 
 
 def ns_pids(ns: str) -> list[int]:
-    out = run("ip", "netns", "pids", ns, check=False)
+    """The processes inside namespace *ns* (none when it is gone)."""
+    try:
+        out = run("ip", "netns", "pids", ns)
+    except SetupError:
+        if (NETNS_DIR / ns).exists():
+            raise
+        return []  # deleted meanwhile: nothing runs in it
     return [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
 
 
-def delete_ns(ns: str) -> None:
-    stop_pids(ns_pids(ns))
+def stop_ns_pids(ns: str) -> None:
+    """Stop every process inside namespace *ns*; SetupError if some outlive SIGKILL."""
     if (NETNS_DIR / ns).exists():
-        run("ip", "netns", "del", ns, check=False)
+        kill_pids(ns_pids(ns))
+
+
+def remove_ns(ns: str) -> None:
+    """Delete namespace *ns* (its links go with it); fine if it is already gone."""
+    if not (NETNS_DIR / ns).exists():
+        return
+    try:
+        run("ip", "netns", "del", ns)
+    except SetupError:
+        if (NETNS_DIR / ns).exists():  # not a race with another remover: a real failure
+            raise
