@@ -5,11 +5,14 @@ Examples per target: FLUSHBENCH_FUZZ_EXAMPLES (default 60, a few seconds; ``nox 
 frame or a close, and never welcomes (or starts a peer for) a client without a valid HMAC;
 the module's teardown checks the agent's own count of started peers against the peers the
 fuzz clients legitimately got, that a valid client is still served, and that nothing leaked.
+Fuzz clients connect from addresses spread over 127.0.0.0/8, so that the agent's per-address
+login backoff (tested in test_agent_attacks.py) does not slow the fuzzing down.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -94,11 +97,16 @@ def check_agent(agent: AgentProc) -> None:
     assert agent.peers() == []
 
 
+SOURCES = (f"127.{a}.{b}.{c}" for a, b, c in itertools.cycle(
+    itertools.product(range(1, 255), range(0, 256), range(1, 255))))
+
+
 class Conn:
-    """One fuzz client connection; every read is bounded in time."""
+    """One fuzz client connection, from the next source address; reads bounded in time."""
 
     def __init__(self, agent: AgentProc) -> None:
-        self.sock = socket.create_connection((agent.host, agent.port), timeout=READ_S)
+        self.sock = socket.create_connection((agent.host, agent.port), timeout=READ_S,
+                                             source_address=(next(SOURCES), 0))
         self.t0 = time.monotonic()
 
     def recv(self, timeout: float = READ_S) -> dict[str, Any] | None:
@@ -111,9 +119,10 @@ class Conn:
         msg = self.recv()
         assert msg is not None
         if msg.get("op") == "error":  # a previous example's session is still winding down
-            assert msg["code"] == "busy", msg
+            assert msg["code"] in proto.RETRY_CODES, msg
             raise Busy
-        assert msg["op"] == "hello" and msg["v"] == proto.VERSION and msg["auth"] is True
+        assert msg["op"] == "hello" and msg["v"] == proto.VERSION and set(msg) == {
+            "op", "v", "nonce"}
         return bytes.fromhex(msg["nonce"])
 
     def send(self, obj: dict[str, Any]) -> None:
@@ -158,14 +167,15 @@ class Busy(Exception):
 
 
 def check_answers(frames: list[dict[str, Any]], authed: bool) -> None:
-    """Bad clients get at most one error frame, last; never a welcome or a peer."""
+    """Bad clients get at most one error frame, last; never a welcome or a peer. (Frames of
+    an authenticated session are checked before: they arrive here without seq and mac.)"""
     ops = [f.get("op") for f in frames]
     event(f"answer: {', '.join(f.get('code', f.get('op')) for f in frames) or 'close'}")
     errors = [f for f in frames if f.get("op") == "error"]
     assert len(errors) <= 1 and (not errors or frames[-1] is errors[0]), frames
     for err in errors:
-        assert err["code"] in {proto.BUSY, proto.AUTH, proto.VERSION_MISMATCH, proto.FRAME,
-                               proto.PROTOCOL, proto.TIMEOUT}, err
+        assert err["code"] in {proto.BUSY, proto.SLOTS, proto.AUTH, proto.VERSION_MISMATCH,
+                               proto.FRAME, proto.PROTOCOL, proto.TIMEOUT}, err
         assert isinstance(err["error"], str) and err["error"].isprintable(), err
     if not authed:
         assert not {"welcome", "peer", "status", "bye"} & set(ops), frames
@@ -242,7 +252,9 @@ def test_fuzz_frames(fuzz_agents: tuple[AgentProc, AgentProc, Tally],
 MUTATIONS = ["none", "flip-mac", "agent-label", "other-nonce", "replay", "no-mac", "v2",
              "swap-nonces", "cnonce-is-nonce", "upper-hex"]
 after_auth = st.lists(st.sampled_from(["start_peer", "status", "stop", "hello", "welcome",
-                                       "unknown", "garbage", "cpu-bad"]), max_size=4)
+                                       "unknown", "garbage", "cpu-bad", "unsealed", "forged",
+                                       "replayed", "skipped-seq", "reflected"]), max_size=4)
+FORGERIES = {"unsealed", "forged", "replayed", "skipped-seq", "reflected"}
 
 
 def hello_for(nonce: bytes, mutation: str, tally: Tally) -> tuple[dict[str, Any], bool]:
@@ -260,7 +272,7 @@ def hello_for(nonce: bytes, mutation: str, tally: Tally) -> tuple[dict[str, Any]
     elif mutation == "no-mac":
         msg["mac"] = None
     elif mutation == "v2":
-        msg["v"] = 2
+        msg["v"] = proto.VERSION + 1
     elif mutation == "swap-nonces":
         msg["mac"] = proto.mac(TOKEN, "client", cnonce, nonce)
     elif mutation == "cnonce-is-nonce":
@@ -270,13 +282,61 @@ def hello_for(nonce: bytes, mutation: str, tally: Tally) -> tuple[dict[str, Any]
     return msg, mutation == "none"
 
 
+OPS = {"start_peer": {"op": "start_peer"}, "status": {"op": "status"}, "stop": {"op": "stop"},
+       "hello": {"op": "hello", "v": 1}, "welcome": {"op": "welcome", "mac": None},
+       "unknown": {"op": "rm -rf /"}, "cpu-bad": {"op": "start_peer", "cpu": "../../etc"}}
+
+
 def op_frame(step: str) -> bytes:
-    return {"start_peer": proto.encode({"op": "start_peer"}),
-            "status": proto.encode({"op": "status"}), "stop": proto.encode({"op": "stop"}),
-            "hello": proto.encode({"op": "hello", "v": 1}),
-            "welcome": proto.encode({"op": "welcome", "mac": None}),
-            "unknown": proto.encode({"op": "rm -rf /"}), "garbage": b"\x00\x00\x00\x02{]",
-            "cpu-bad": proto.encode({"op": "start_peer", "cpu": "../../etc"})}[step]
+    """A frame as sent before the handshake (nothing to seal it with)."""
+    return b"\x00\x00\x00\x02{]" if step == "garbage" else proto.encode(OPS[step])
+
+
+class Sealer:
+    """The genuine client's side of a session, and the forgeries tried against it."""
+
+    def __init__(self, nonce: bytes, cnonce: bytes) -> None:
+        self.key = proto.session_key(TOKEN, nonce, cnonce)
+        self.channel = proto.Channel(self.key, "client")
+        self.last = b""
+
+    def frame(self, step: str) -> bytes:
+        """``step`` sealed with the session key, or one of the FORGERIES."""
+        if step == "garbage":
+            return op_frame(step)
+        if step == "unsealed":
+            return proto.encode({"op": "status"})
+        if step == "forged":  # a MAC under some other key
+            return proto.encode(proto.Channel(os.urandom(32), "client").seal({"op": "status"}))
+        if step == "replayed":  # the last sealed frame again (or a status sealed, sent twice)
+            if not self.last:
+                self.last = proto.encode(self.channel.seal({"op": "status"}))
+                return self.last + self.last
+            return self.last
+        if step == "skipped-seq":
+            self.channel.sent += 1
+            return proto.encode(self.channel.seal({"op": "status"}))
+        if step == "reflected":  # sealed as if the agent sent it
+            return proto.encode(proto.Channel(self.key, "agent").seal({"op": "status"}))
+        self.last = proto.encode(self.channel.seal(OPS[step]))
+        return self.last
+
+
+def session_end(steps: list[str]) -> str | None:
+    """How a session given ``steps`` must end: "bye", an error code, or None (client left)."""
+    started = False
+    for step in steps:
+        if step in FORGERIES:
+            return proto.AUTH
+        if step == "stop":
+            return "bye"
+        if step == "garbage":
+            return proto.FRAME
+        if step == "start_peer" and not started:
+            started = True
+        elif step != "status":
+            return proto.PROTOCOL  # a second peer, a hello, a welcome, an unknown op, a bad cpu
+    return None
 
 
 @FUZZ
@@ -307,12 +367,25 @@ def test_fuzz_handshake(fuzz_agents: tuple[AgentProc, AgentProc, Tally], before:
                 assert reply["code"] == "busy", reply
                 return
             assert reply is not None and reply["op"] == "welcome", reply
-            assert proto.mac_ok(TOKEN, "agent", nonce, bytes.fromhex(hello["cnonce"]),
-                                reply["mac"])
+            cnonce = bytes.fromhex(hello["cnonce"])
+            assert proto.mac_ok(TOKEN, "agent", nonce, cnonce, reply["mac"])
+            sealer = Sealer(nonce, cnonce)
             for step in steps:
-                if not conn.send_raw(op_frame(step)):
+                if not conn.send_raw(sealer.frame(step)):
                     break
-        frames += conn.rest()
+            agent_side = proto.Channel(sealer.key, "client")  # every answer carries its MAC
+            frames += [agent_side.check(f) for f in conn.rest()]
+            end = session_end(steps)
+            event(f"session ends with: {end}")
+            last = frames[-1] if frames else {}
+            if end == "bye":
+                assert last.get("op") == "bye", frames
+            elif end is None:
+                assert "error" not in [f.get("op") for f in frames], frames
+            else:
+                assert last.get("op") == "error" and last["code"] == end, (steps, frames)
+        else:
+            frames += conn.rest()
     check_answers(frames, authed)
     event(f"authenticated: {authed}")
     tally.peers += sum(f.get("op") == "peer" for f in frames)
@@ -337,9 +410,11 @@ def test_fuzz_trickle(fuzz_agents: tuple[AgentProc, AgentProc, Tally], genuine: 
             nonce = conn.greeting()
         except Busy:
             return
-        hello = proto.client_hello(nonce, proto.new_nonce(), TOKEN if genuine else b"wrong")
-        data = proto.encode(hello) + proto.encode({"op": "status"}) + proto.encode({"op": "stop"})
-        end = len(data) // 2 if stop_early else len(data)  # early: half a hello, then silence
+        cnonce = proto.new_nonce()
+        hello = proto.client_hello(nonce, cnonce, TOKEN if genuine else b"0" * 64)
+        sealer = Sealer(nonce, cnonce)
+        data = proto.encode(hello) + sealer.frame("status") + sealer.frame("stop")
+        end = len(proto.encode(hello)) // 2 if stop_early else len(data)  # early: half a hello
         points = sorted({min(c, end) for c in cuts} | {0, end})
         for (a, b), pause in zip(pairwise(points), delays, strict=False):  # <= 7 pairs
             if not conn.send_raw(data[a:b]):

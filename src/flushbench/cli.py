@@ -123,7 +123,9 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                      help="run against a remote 'flushbench agent' (repeatable: one run each)")
-    run.add_argument("--token-file", type=Path, metavar="F", help="the agent's shared token")
+    run.add_argument("--token-file", type=Path, metavar="F",
+                     help="the agents' token (--peer needs it; made with 'flushbench agent "
+                          "--new-token F'; mode 600)")
     run.add_argument("--link", metavar="SPEC",
                      help="emulated hosts: e.g. rate=100mbit,delay=10ms or a profile (root)")
     run.add_argument("--report", action="store_true",
@@ -172,26 +174,35 @@ def _add_netlab(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     netlab = sub.add_parser("netlab", help="emulated hosts by hand: up | down | status (root)")
     cmds = netlab.add_subparsers(dest="netlab_command", required=True, metavar="up|down|status",
                                  parser_class=OneLineParser)
-    up = cmds.add_parser("up", help="create a lab that persists until 'down'")
+    up = cmds.add_parser("up", help="create a persistent lab: no clean-up removes it, only "
+                         "'netlab down NAME' or 'netlab down --all'")
     up.add_argument("--link", default="none", help="rate=100mbit,delay=10ms,jitter=1ms,"
                     "loss=0.1%%,mtu=1500 or a profile (see profiles.toml)")
     up.add_argument("--name", default=None, help="lab name (fb-NAME); default fb-N")
-    down = cmds.add_parser("down", help="tear down a lab, or all of them")
+    what = ("tear down a lab by name (even one in use), or --all; every step is tried, "
+            "each failure printed, exit 2 if any")
+    down = cmds.add_parser("down", help=what, description=what)
     down.add_argument("name", nargs="?", help="lab name, e.g. fb-0")
-    down.add_argument("--all", action="store_true", help="every lab and fb- namespace")
+    down.add_argument("--all", action="store_true",
+                      help="every lab made by 'netlab up' and every stale lab (its owner gone, "
+                      "or an earlier teardown failed); labs in use by a running flushbench "
+                      "are left to it, fb- namespaces without a flushbench record are never "
+                      "touched")
     cmds.add_parser("status", help="list the labs")
 
 
 def _add_agent(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     agent = sub.add_parser("agent", help="serve peers to 'flushbench run --peer' from this host")
+    agent.add_argument("--new-token", type=Path, metavar="F",
+                       help="write a new random token to F (mode 600, never overwritten) and "
+                            "exit; copy F to the client host")
     agent.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                       help="address to listen on (default 127.0.0.1; anything else needs "
-                            "--token-file)")
+                       help="address to listen on (default 127.0.0.1)")
     agent.add_argument("--port", type=_port, default=DEFAULT_PORT,
                        help=f"control port (default {DEFAULT_PORT}; 0: any free port, printed "
                             "on the readiness line)")
     agent.add_argument("--token-file", type=Path, metavar="F",
-                       help="shared secret; clients must prove they hold it (HMAC)")
+                       help="the token (required; mode 600): clients must prove they hold it")
     agent.add_argument("--max-duration", type=_seconds, default=DEFAULT_DURATION, metavar="S",
                        help="end a session (and its peer) after S seconds (default %(default)g)")
     agent.add_argument("--max-bytes", type=_size, default=None, metavar="N",

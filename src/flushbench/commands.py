@@ -107,9 +107,14 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
 def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title: str) -> None:
     """A run in the terminal: its verdicts and noise floor (the summary table for runs
     without verdicts, or with ``show_all``), then its quality warnings."""
-    from rich.text import Text
-
-    from .report.terminal import console, noise_line, quality_lines, summary_table, verdict_table
+    from .report.terminal import (
+        console,
+        noise_line,
+        quality_lines,
+        summary_table,
+        text,
+        verdict_table,
+    )
     from .suites import id_matches
 
     frame = run.table
@@ -122,7 +127,7 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
         console.print(table)
         console.print(noise_line(run), highlight=False)
         if not show_all:
-            console.print(Text(f"every figure of every case: flushbench show --all {run.path}",
+            console.print(text(f"every figure of every case: flushbench show --all {run.path}",
                                style="dim"), highlight=False)
     _warnings(quality_lines(frame))
 
@@ -159,6 +164,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_errors(body: Callable[[argparse.Namespace], int],
+                     ) -> Callable[[argparse.Namespace], int]:
+    """A command on stored runs whose errors are one printable line: a run's files, and the
+    paths and fields an error names, may come from another machine and hold line breaks or
+    ESC sequences."""
+    def command(args: argparse.Namespace) -> int:
+        from .report.markup import printable
+
+        try:
+            return body(args)
+        except FlushbenchError as exc:
+            raise type(exc)(printable(exc)) from None
+    return command
+
+
+@_one_line_errors
 def cmd_show(args: argparse.Namespace) -> int:
     from .analysis.runs import open_runs
 
@@ -192,6 +213,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line_errors
 def cmd_report(args: argparse.Namespace) -> int:
     from .report.document import build_report
 
@@ -199,6 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line_errors
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -234,8 +257,15 @@ def cmd_netlab(args: argparse.Namespace) -> int:
         if args.all == bool(args.name):
             raise UsageError("netlab down: give a lab name (see 'netlab status') or --all")
         netlab.check_support()
-        if args.all:
-            netlab.destroy_all()
+        if args.all:  # every persistent and every stale lab; labs in use stay with their owner
+            removed, in_use, failures = netlab.destroy_all()
+            for name in removed:
+                print(f"removed {name}")
+            for name in in_use:
+                print(f"left {name}: in use by a running process "
+                      f"('flushbench netlab down {name}' removes it anyway)")
+            if failures:
+                raise netlab.TeardownError(failures)
         elif not netlab.destroy(args.name):
             raise UsageError(f"no lab named {args.name!r} (see 'flushbench netlab status')")
     else:
@@ -246,6 +276,14 @@ def cmd_netlab(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     from .remote.agent import Limits, serve
 
+    if args.new_token is not None:
+        from .remote.token import new_token_file
+
+        path = new_token_file(args.new_token)
+        print(f"wrote a new token to {path} (mode 600); copy it to the other host and use it "
+              f"on both: flushbench agent --token-file {path} / flushbench run --peer HOST "
+              f"--token-file {path}")
+        return 0
     limits = Limits(args.max_duration, args.max_bytes, args.handshake_timeout)
     return serve(args.bind, args.port, args.token_file, limits, args.exit_with_stdin)
 

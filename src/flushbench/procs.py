@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .errors import SetupError
+from .measure.protocol import new_ticket
 
 
 def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> int:
@@ -26,12 +27,17 @@ def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> int:
 
 
 class PeerProcess:
-    """A peer in a child process: started on port 0, ready when it says so, always reaped."""
+    """A peer in a child process: started on port 0, ready when it says so, always reaped.
+
+    ``ticket`` (a fresh one unless given) is what every data hello must present; the peer
+    gets it as the first line on its stdin, never in its argv (any local user reads those).
+    The stdin pipe then stays open: the peer exits when it closes.
+    """
 
     def __init__(self, bind: str = "127.0.0.1", cpu: int | None = None,
                  prefix: list[str] | None = None, ready_timeout: float = 20.0, *,
                  max_seconds: float | None = None, max_bytes: int | None = None,
-                 allow_from: str | None = None) -> None:
+                 allow_from: str | None = None, ticket: str | None = None) -> None:
         argv = [*(prefix or []), sys.executable, "-m", "flushbench.measure.peer", "--bind", bind]
         if cpu is not None:
             argv += ["--cpu", str(cpu)]
@@ -41,9 +47,14 @@ class PeerProcess:
             argv += ["--max-bytes", str(int(max_bytes))]
         if allow_from is not None:
             argv += ["--allow-from", allow_from]
+        self.ticket = ticket or new_ticket()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=child_env())
         try:
+            assert self.proc.stdin is not None
+            with contextlib.suppress(OSError):  # a peer that died at once: _read_ready says why
+                self.proc.stdin.write(f"{self.ticket}\n".encode())
+                self.proc.stdin.flush()
             ready = self._read_ready(ready_timeout)
         except BaseException:
             self.close()

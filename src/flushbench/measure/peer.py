@@ -1,9 +1,16 @@
 """The peer: the other side of every workload, in its own process.
 
-It listens on an ephemeral port, prints one JSON readiness line on stdout, and serves each
+It reads its ticket from the first line of stdin (the parent made it; never on the command
+line), listens on an ephemeral port, prints one JSON readiness line on stdout, and serves each
 client connection in a thread: it reads the bytes of each operation, answers what the
 workload asks, and after each timed value reports the bytes it received and the CPU time
 its thread spent. It exits when stdin closes (its parent died) or on SIGTERM.
+
+Whoever can reach the port is a stranger until its hello presents the ticket: until then it
+holds one of MAX_PENDING slots (a newcomer pushes the oldest out), may send HELLO_CAP bytes
+within HELLO_TIMEOUT, and gets nothing allocated. Past the ticket, at most MAX_CONNECTIONS are
+served at once, each with a receive buffer of at most RECV_CHUNK bytes (larger requests are
+read in a loop) and replies sent from one shared buffer, whatever sizes the hello announces.
 """
 
 from __future__ import annotations
@@ -27,8 +34,12 @@ from . import protocol, sockopts
 from .faults import Fault
 
 FAULT = Fault.from_env()  # tests only: see faults.py
-RECV_CHUNK = 1 << 20
+RECV_CHUNK = 1 << 20  # the most a connection's receive buffer holds
+REPLY = memoryview(b"r" * RECV_CHUNK)  # every reply is sent from this one buffer
 IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle before the peer drops it
+MAX_CONNECTIONS = 256  # served at once (a visit opens one per case of its cell)
+MAX_PENDING = 8  # connections still owing a hello with the ticket
+TICKET_WAIT = 20.0  # seconds the peer waits for its ticket on stdin
 
 
 class ByteBudget:
@@ -93,28 +104,86 @@ class Job:
         return job
 
 
-def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None) -> None:
-    with conn:
+class Slots:
+    """The peer's connections: a few pending (no valid hello yet), a cap on those served.
+
+    When MAX_PENDING connections are pending, the oldest is shut down for the newcomer, so
+    idle connections cannot shut a worker out. Sockets are shut down only under the lock and
+    only while listed: a handler leaves the list before it closes its socket.
+    """
+
+    def __init__(self, pending_cap: int = MAX_PENDING, cap: int = MAX_CONNECTIONS) -> None:
+        self.pending_cap, self.cap = pending_cap, cap
+        self._lock = threading.Lock()
+        self._pending: list[socket.socket] = []
+        self.served = 0
+
+    def admit(self, conn: socket.socket) -> None:
+        with self._lock:
+            if len(self._pending) >= self.pending_cap:
+                oldest = self._pending.pop(0)
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)  # its handler sees a close and ends
+            self._pending.append(conn)
+
+    def promote(self, conn: socket.socket) -> bool:
+        """Its hello held the ticket: serve it, unless it was pushed out or the peer is full."""
+        with self._lock:
+            if conn not in self._pending:
+                return False
+            self._pending.remove(conn)
+            if self.served >= self.cap:
+                return False
+            self.served += 1
+            return True
+
+    def leave(self, conn: socket.socket, served: bool) -> None:
+        with self._lock:
+            if conn in self._pending:
+                self._pending.remove(conn)
+            if served:
+                self.served -= 1
+
+
+def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
+                      ticket: str | None = None, slots: Slots | None = None) -> None:
+    """One data connection, closed at the end. ``ticket`` None: no check (in-process use)."""
+    served = False
+    try:
         sockopts.set_timeouts(conn, IDLE_TIMEOUT)
         sockopts.set_nodelay(conn, True)  # replies go out at once
         try:
-            job = Job.from_hello(protocol.recv_frame(conn))
+            hello = protocol.recv_frame(conn, protocol.HELLO_CAP,
+                                        time.monotonic() + protocol.HELLO_TIMEOUT)
+            conn.settimeout(None)  # blocking again: the timed path relies on it
+            if ticket is not None and not protocol.ticket_ok(ticket, hello.get("ticket")):
+                raise ProtocolError("the hello's ticket was refused: this peer serves only the "
+                                    "workers of the run (or agent session) that started it")
+            if slots is not None:
+                served = slots.promote(conn)
+                if not served:
+                    raise ProtocolError(f"the peer serves at most {slots.cap} connections at once")
+            job = Job.from_hello(hello)
         except ProtocolError as exc:
-            with contextlib.suppress(OSError):
-                protocol.send_frame(conn, {"ok": False, "error": str(exc)})
+            with contextlib.suppress(OSError, ProtocolError):
+                protocol.send_frame(conn, {"ok": False, "error": str(exc)},
+                                    time.monotonic() + 1.0)
             return
         rcvbuf_eff = sockopts.set_rcvbuf(conn, job.rcvbuf)
         protocol.send_frame(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid()})
         _serve_values(conn, job, budget)
+    finally:
+        if slots is not None:
+            slots.leave(conn, served)
+        conn.close()
 
 
 def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = None) -> None:
     fault = FAULT if FAULT and FAULT.matches(job.workload, job.msg_size) else None
     values = 0
     per_op = job.msg_size * job.batch
-    buf = bytearray(max(RECV_CHUNK if job.workload in ONE_WAY_WORKLOADS else per_op, 1))
-    view = memoryview(buf)
-    reply = b"r" * job.reply
+    one_way = job.workload in ONE_WAY_WORKLOADS
+    view = memoryview(bytearray(RECV_CHUNK if one_way else min(per_op, RECV_CHUNK)))
     head = bytearray(protocol.GO.size)
     while True:
         protocol.recv_into_exact(conn, memoryview(head))
@@ -123,7 +192,7 @@ def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = Non
             return
         if magic != protocol.GO_MAGIC or not 1 <= n <= MAX_OPS:
             raise ProtocolError(f"bad GO frame {bytes(head)!r}")
-        replied = 0 if job.workload in ONE_WAY_WORKLOADS else n * job.reply
+        replied = 0 if one_way else n * job.reply
         if budget is not None and not budget.take(n * per_op + replied):
             raise PeerError("byte limit reached (--max-bytes)")
         values += 1
@@ -131,20 +200,29 @@ def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = Non
             fault.strike(conn)
         conn.sendall(protocol.READY)
         cpu0 = time.thread_time_ns()
-        if job.workload in ONE_WAY_WORKLOADS:
-            left = n * per_op
-            recv_into = conn.recv_into
-            while left:
-                k = recv_into(buf, min(left, len(buf)))
-                if not k:
-                    raise PeerError("client closed the connection mid-value")
-                left -= k
+        if one_way:
+            _read_exactly(conn, view, n * per_op)
+        elif per_op <= len(view) and job.reply <= len(REPLY):
+            _answer_requests(conn, view[:per_op], REPLY[:job.reply], n)
         else:
-            _answer_requests(conn, view[:per_op], reply, n)
+            for _ in range(n):  # requests or replies over RECV_CHUNK: in pieces
+                _read_exactly(conn, view, per_op)
+                for start in range(0, job.reply, len(REPLY)):
+                    conn.sendall(REPLY[:min(len(REPLY), job.reply - start)])
         conn.sendall(protocol.DONE.pack(n * per_op, time.thread_time_ns() - cpu0))
 
 
-def _answer_requests(conn: socket.socket, op_view: memoryview, reply: bytes, n: int) -> None:
+def _read_exactly(conn: socket.socket, view: memoryview, left: int) -> None:
+    """Receive ``left`` bytes into ``view``, a buffer-full at a time."""
+    recv_into, size = conn.recv_into, len(view)
+    while left:
+        k = recv_into(view, min(left, size))
+        if not k:
+            raise PeerError("client closed the connection mid-value")
+        left -= k
+
+
+def _answer_requests(conn: socket.socket, op_view: memoryview, reply: memoryview, n: int) -> None:
     """Read each request whole, answer it. Its cost is on every measured RTT: keep it lean
     (one recv_into and one send per request in the common case)."""
     recv_into, send, want, rlen = conn.recv_into, conn.send, len(op_view), len(reply)
@@ -159,20 +237,23 @@ def _answer_requests(conn: socket.socket, op_view: memoryview, reply: bytes, n: 
             conn.sendall(reply[sent:])
 
 
-def _handle(conn: socket.socket, budget: ByteBudget | None = None) -> None:
+def _handle(conn: socket.socket, budget: ByteBudget | None = None, ticket: str | None = None,
+            slots: Slots | None = None) -> None:
     try:
-        _serve_connection(conn, budget)
+        _serve_connection(conn, budget, ticket, slots)
     except (OSError, PeerError):
         pass  # the client went away or broke the protocol: drop this connection only
 
 
 def serve(listener: socket.socket, stop: threading.Event, budget: ByteBudget | None = None,
-          allow_from: str | None = None) -> None:
+          allow_from: str | None = None, ticket: str | None = None) -> None:
     """Accept connections until ``stop`` is set; one thread per connection.
 
     ``allow_from``: serve only clients from this IP address (others are closed at once).
+    ``ticket``: serve only connections whose hello presents it.
     """
     allowed = _plain_ip(allow_from) if allow_from else None
+    slots = Slots()
     listener.settimeout(0.2)
     while not stop.is_set():
         try:
@@ -187,7 +268,8 @@ def serve(listener: socket.socket, stop: threading.Event, budget: ByteBudget | N
             conn.close()
             continue
         conn.settimeout(None)
-        threading.Thread(target=_handle, args=(conn, budget), daemon=True).start()
+        slots.admit(conn)
+        threading.Thread(target=_handle, args=(conn, budget, ticket, slots), daemon=True).start()
 
 
 def bind_listener(host: str, port: int = 0) -> socket.socket:
@@ -224,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
             _plain_ip(args.allow_from)
         except ValueError:
             parser.error(f"--allow-from {args.allow_from!r} is not an IP address")
+    try:
+        ticket, why = protocol.read_ticket(0, TICKET_WAIT), "no ticket on stdin"
+    except ProtocolError as exc:
+        ticket, why = None, str(exc)
+    if ticket is None:  # the parent writes it first thing: without it, serve nobody
+        print(json.dumps({"ready": False, "error": f"{why} (the peer serves only connections "
+                                                   "that present its ticket)"}), flush=True)
+        return 2
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     stop = threading.Event()
@@ -253,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         timer.start()
     budget = ByteBudget(args.max_bytes) if args.max_bytes is not None else None
     with listener:
-        serve(listener, stop, budget, args.allow_from)
+        serve(listener, stop, budget, args.allow_from, ticket)
     return 0
 
 

@@ -8,7 +8,7 @@ bad UTF-8 refused, and, where a deadline is given, a bound on the time a whole f
 The data connection:
 
     client                                   peer
-    HELLO  frame {v, workload, ...}        ->
+    HELLO  frame {v, ticket, workload, ...} ->   (at most HELLO_CAP bytes, within HELLO_TIMEOUT)
                                            <-  HELLO-ACK frame {ok, rcvbuf_eff, ...}
     per timed value:
     GO     "GO  " + u64 n                  ->
@@ -16,11 +16,21 @@ The data connection:
     ... n operations of the workload ...
                                            <-  DONE   u64 bytes received, u64 peer CPU ns
     BYE    "BYE " + u64 0                  ->  (close)
+
+The ticket is the peer's per-session secret (64 hex digits, :func:`new_ticket`). Whoever starts
+a peer makes one and hands it over on the peer's stdin, never on its command line (which any
+local user can read in /proc); the workers get it on their stdin too, and the agent's client
+gets it in the authenticated ``peer`` reply. The peer compares it (``hmac.compare_digest``)
+before it allocates anything for the connection.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import secrets
+import select
 import socket
 import struct
 import time
@@ -30,7 +40,11 @@ from ..errors import PeerError, ProtocolError
 
 FRAME_HEAD = struct.Struct("!I")
 MAX_JSON_FRAME = 64 * 1024
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the hello carries the peer's ticket
+HELLO_CAP = 4096  # a data hello is small: this is all an unauthenticated client can make us read
+HELLO_TIMEOUT = 5.0  # seconds from connect to a complete data hello
+TICKET_HEX = 64  # a ticket: 32 random bytes as lower-case hex
+TICKET_LINE_CAP = 256  # bytes read from stdin for it
 
 GO = struct.Struct("!4sQ")
 DONE = struct.Struct("!QQ")
@@ -162,6 +176,47 @@ def check_ready(answer: bytes) -> None:
     if answer != READY:
         raise PeerError("the peer closed the connection" if not answer
                         else f"the peer answered GO with {answer!r}")
+
+
+# -- the per-session ticket -------------------------------------------------------------------
+
+def new_ticket() -> str:
+    return secrets.token_hex(TICKET_HEX // 2)
+
+
+def is_ticket(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) == TICKET_HEX
+            and not value.strip("0123456789abcdef"))
+
+
+def ticket_ok(expected: str, got: Any) -> bool:
+    """``got`` (from the wire) is the ticket, compared in constant time."""
+    if not isinstance(got, str):
+        return False
+    return hmac.compare_digest(expected.encode(), got.encode("ascii", "replace"))
+
+
+def read_ticket(fd: int = 0, timeout: float = 10.0) -> str | None:
+    """The ticket line on ``fd`` (a pipe from the parent): None at once on EOF or a terminal,
+    or when nothing came within ``timeout``; ProtocolError if the line is not a ticket.
+    Reads unbuffered and at most TICKET_LINE_CAP bytes."""
+    if os.isatty(fd):
+        return None
+    data, end = b"", time.monotonic() + timeout
+    while b"\n" not in data and len(data) < TICKET_LINE_CAP:  # bounded in bytes and time
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, TICKET_LINE_CAP - len(data))
+        if not chunk:
+            break
+        data += chunk
+    text = data.partition(b"\n")[0].strip().decode("ascii", "replace")
+    if not text:
+        return None
+    if not is_ticket(text):
+        raise ProtocolError(f"the ticket on stdin must be {TICKET_HEX} lower-case hex digits")
+    return text
 
 
 # -- addresses ----------------------------------------------------------------------------

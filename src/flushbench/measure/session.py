@@ -66,12 +66,14 @@ class Session:
     """One connected client for one case, reused for every value of a worker process.
 
     The session owns ``sock`` from here on: it closes it in :meth:`close`, also when the
-    constructor fails.
+    constructor fails. ``ticket``: the peer's, sent in the hello (see :mod:`.protocol`).
     """
 
-    def __init__(self, case: Case, sock: socket.socket, io_timeout: float = 30.0) -> None:
+    def __init__(self, case: Case, sock: socket.socket, io_timeout: float = 30.0,
+                 ticket: str | None = None) -> None:
         start = time.perf_counter()
         self.case, self.sock, self.io_timeout = case, sock, io_timeout
+        self.ticket = ticket
         # where this process's time went, in seconds (read by bench/bench_breakdown.py)
         self.phases: dict[str, float] = {"connect_s": 0.0, "file_s": 0.0, "setup_s": 0.0,
                                          "warm_up_s": 0.0, "values_s": 0.0, "values": 0}
@@ -96,7 +98,8 @@ class Session:
             raise
 
     @classmethod
-    def connect(cls, case: Case, addr: tuple[str, int], io_timeout: float = 30.0) -> Session:
+    def connect(cls, case: Case, addr: tuple[str, int], io_timeout: float = 30.0,
+                ticket: str | None = None) -> Session:
         """Connect to the peer at ``addr`` and set the case up (not timed)."""
         start = time.perf_counter()
         try:
@@ -105,7 +108,7 @@ class Session:
             raise PeerError(f"cannot connect to the peer at {format_addr(*addr)}: "
                             f"{exc.strerror or exc}") from None
         connected = time.perf_counter() - start
-        session = cls(case, sock, io_timeout)
+        session = cls(case, sock, io_timeout, ticket)
         session.phases["connect_s"] = connected
         return session
 
@@ -114,9 +117,12 @@ class Session:
         sock.settimeout(None)  # blocking: no poll() before each send on the timed path
         sockopts.set_timeouts(sock, self.io_timeout)
         self.opts = sockopts.Options(case.nodelay, case.sndbuf, case.notsent_lowat)
-        protocol.send_frame(sock, {"v": protocol.PROTOCOL_VERSION, "workload": case.workload,
-                                   "msg_size": case.msg_size, "reply": case.reply_size,
-                                   "batch": case.batch, "rcvbuf": case.rcvbuf})
+        hello = {"v": protocol.PROTOCOL_VERSION, "workload": case.workload,
+                 "msg_size": case.msg_size, "reply": case.reply_size, "batch": case.batch,
+                 "rcvbuf": case.rcvbuf}
+        if self.ticket is not None:
+            hello["ticket"] = self.ticket
+        protocol.send_frame(sock, hello)
         ack = protocol.recv_frame(sock)
         if not ack.get("ok"):
             why = protocol.one_line(ack.get("error", ack))

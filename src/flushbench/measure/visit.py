@@ -30,7 +30,7 @@ from typing import Any
 from ..case import Case
 from ..errors import FlushbenchError
 from . import strategies
-from .protocol import parse_addr
+from .protocol import parse_addr, read_ticket
 from .session import Session
 
 
@@ -91,7 +91,8 @@ class Trial:
     def open(self, addr: tuple[str, int]) -> None:
         """Connect, warm up (not timed) and size the values."""
         try:
-            self.session = session = Session.connect(self.case, addr, self.io_timeout)
+            self.session = session = Session.connect(self.case, addr, self.io_timeout,
+                                                     self.spec.get("ticket"))
             self.n = min(self.loops, len(session.ts)) if self.loops else \
                 session.ops_for(self.case.op_count, self.value_time)
             for _ in range(int(self.spec["warmups"])):
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     spec = json.loads(args.visit.read_text())
+    spec["ticket"] = read_ticket(0, 10.0)  # the peer's ticket: on stdin, never in argv or files
     for plugin in spec.get("strategy_plugins", []):
         strategies.load_plugin(plugin)
     addr = parse_addr(args.peer)

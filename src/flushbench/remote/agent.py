@@ -1,15 +1,20 @@
 """``flushbench agent``: the remote side. Starts a peer on request, one session at a time.
 
+    flushbench agent --new-token ~/.flushbench-token                     # once; copy the file
     flushbench agent --bind 0.0.0.0 --token-file ~/.flushbench-token     # on the remote host
     flushbench run --peer HOST:7420 --token-file ~/.flushbench-token     # on the client
 
-The control protocol is in :mod:`flushbench.remote.protocol`. A session is one control connection:
-hello and authentication, then ``start_peer`` (a :class:`~flushbench.procs.PeerProcess` bound to
-the address the connection arrived on, port 0, serving only the session's client address),
+The control protocol is in :mod:`flushbench.remote.protocol`. A token is always required,
+on loopback too (any local user could otherwise hold the one session). A session is one
+control connection: hello and authentication, then ``start_peer`` (a
+:class:`~flushbench.procs.PeerProcess` bound to the address the connection arrived on, port 0,
+serving only the session's client address and only data hellos with the session's ticket),
 ``status`` or ``stop``. The peer is reaped whenever the session ends: stop, close, timeout,
-error, agent shutdown. Limits: handshake time (slow clients are cut off), frame size, session
-duration (``--max-duration``) and bytes through the peer (``--max-bytes``). A bad client gets
-one error frame and is closed; the agent goes on serving the next one.
+error, agent shutdown. Limits: handshake slots per address and the login backoff
+(:mod:`.admission`), a first byte within FIRST_BYTE and the whole handshake within
+``--handshake-timeout``, frame size, session duration (``--max-duration``) and bytes through
+the peer (``--max-bytes``). A bad client gets one error frame and is closed; the agent goes
+on serving the next one.
 """
 
 from __future__ import annotations
@@ -34,15 +39,18 @@ from ..measure.protocol import format_addr
 from ..metadata import collect_host
 from ..procs import PeerProcess
 from . import protocol as proto
-from .protocol import Closed, Refused
+from .admission import Admission, Pending, address_key
+from .protocol import Channel, Closed, Refused
 
-MAX_CONNECTIONS = 5  # the session plus clients in their handshake; more are refused at once
+MAX_THREADS = 128  # connections being served or closed; past it a newcomer is refused at once
 FRAME_TIMEOUT = 10.0  # seconds an authenticated client may take to finish a started frame
 POLL = 0.25  # seconds between checks of the session's deadline, peer and shutdown
 DRAIN_BYTES, DRAIN_TIME = 64 * 1024, 0.5  # read what a refused client sent, so close is a FIN
 MAX_DURATION = 7 * 86400.0
 DEFAULT_DURATION = 6 * 3600.0  # a full suite against one peer fits comfortably
-DEFAULT_HANDSHAKE = 5.0  # seconds from accept to authenticated: slow clients are cut off
+DEFAULT_HANDSHAKE = 5.0  # seconds from the greeting to authenticated: slow clients are cut off
+PUSHED_OUT = ("handshake slots full: this was the oldest unauthenticated connection from your "
+              "address; try again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +87,25 @@ def _who(addr: Any) -> str:
     return format_addr(str(addr[0]), int(addr[1]))
 
 
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    """Data (or an EOF) waits on ``sock`` within ``timeout`` (poll: no FD_SETSIZE limit)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
 class Agent:
     """The accept loop and the sessions; a thread per connection, one session at a time."""
 
-    def __init__(self, listener: socket.socket, token: bytes | None, limits: Limits,
+    def __init__(self, listener: socket.socket, token: bytes, limits: Limits,
                  log: Callable[[str], None] | None = None) -> None:
         self.listener = listener
         self.token = token
         self.limits = limits
         self.log = log or (lambda line: print(f"agent: {line}", file=sys.stderr, flush=True))
+        self.admission = Admission(self.log)
         self.stop = threading.Event()
         self._session = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
         self.stats = {"connections": 0, "sessions": 0, "peers_started": 0, "errors": 0}
@@ -114,10 +129,14 @@ class Agent:
                 time.sleep(POLL)  # e.g. out of file descriptors: do not spin
                 continue
             self._count("connections")
-            if not self._slots.acquire(blocking=False):
+            with self._lock:
+                crowded = len(self._threads) >= MAX_THREADS
+            if crowded:
                 self._refuse_now(conn, addr)
                 continue
-            thread = threading.Thread(target=self._handle, args=(conn, addr), daemon=True)
+            pending = self.admission.admit(conn, _plain_host(str(addr[0])))
+            thread = threading.Thread(target=self._handle, args=(conn, addr, pending),
+                                      daemon=True)
             with self._lock:
                 self._threads.add(thread)
             thread.start()
@@ -125,11 +144,12 @@ class Agent:
     def _refuse_now(self, conn: socket.socket, addr: Any) -> None:
         """Too many connections: one non-blocking error frame, then close."""
         self._count("errors")
-        self.log(f"{_who(addr)}: refused (busy): too many connections")
+        self.admission.note(address_key(_plain_host(str(addr[0]))), proto.SLOTS,
+                            f"{_who(addr)}: refused (slots): {MAX_THREADS} connections open")
         with conn, contextlib.suppress(OSError):
             conn.setblocking(False)
             conn.send(proto.encode(proto.error_frame(
-                proto.BUSY, "agent is busy with another session")))
+                proto.SLOTS, "handshake slots full: too many connections; try again")))
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop accepting, end the sessions (their peers are reaped) and wait for them."""
@@ -141,24 +161,29 @@ class Agent:
             thread.join(max(0.0, end - time.monotonic()))
 
     # -- one connection
-    def _handle(self, conn: socket.socket, addr: Any) -> None:
+    def _handle(self, conn: socket.socket, addr: Any, pending: Pending) -> None:
         who = _who(addr)
         final: dict[str, Any] | None = None
         try:
-            final = self._serve(conn, who)
+            final = self._serve(conn, who, pending)
         except Refused as exc:
             final = proto.error_frame(exc.code, str(exc))
         except (Closed, OSError) as exc:
-            self.log(f"{who}: connection lost: {proto.one_line(exc, 80)}")
+            if not pending.evicted.is_set():
+                self.log(f"{who}: connection lost: {proto.one_line(exc, 80)}")
         except Exception as exc:  # a bug: say so, keep serving others
             self.log(f"{who}: internal error: {type(exc).__name__}: {proto.one_line(exc, 120)}")
             final = proto.error_frame(proto.INTERNAL, "internal error in the agent")
         finally:
+            self.admission.release(pending)  # before the socket is closed
+            if pending.evicted.is_set():  # pushed out before it authenticated
+                final = proto.error_frame(proto.SLOTS, PUSHED_OUT)
             if final is not None and final.get("op") == "error":
                 self._count("errors")
-                self.log(f"{who}: refused ({final['code']}): {final['error']}")
+                if final["code"] not in (proto.AUTH, proto.SLOTS) or "seq" in final:
+                    self.admission.note(pending.key, str(final["code"]),
+                                        f"{who}: refused ({final['code']}): {final['error']}")
             self._finish(conn, final)
-            self._slots.release()
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
@@ -180,26 +205,44 @@ class Agent:
                     break
                 drained += len(chunk)
 
-    def _serve(self, conn: socket.socket, who: str) -> dict[str, Any] | None:
+    def _serve(self, conn: socket.socket, who: str, pending: Pending) -> dict[str, Any] | None:
         """Handshake, then the session; returns the frame to end with (None: just close)."""
+        if self._session.locked():
+            raise Refused(proto.BUSY, "agent is busy with another session")
+        wait = self.admission.wait_for(pending.key)  # this address failed to log in lately
+        if wait > 0 and pending.evicted.wait(wait):
+            return None
         if self._session.locked():
             raise Refused(proto.BUSY, "agent is busy with another session")
         deadline = time.monotonic() + self.limits.handshake_timeout
         nonce = proto.new_nonce()
-        proto.send_frame(conn, proto.agent_hello(nonce, self.token is not None), deadline)
+        proto.send_frame(conn, proto.agent_hello(nonce), deadline)
+        first = min(proto.FIRST_BYTE, self.limits.handshake_timeout)
+        if not _readable(conn, first):
+            raise Refused(proto.TIMEOUT, f"no byte of the client's hello within {first:g} s")
         hello = proto.recv_frame(conn, self.limits.frame_cap, deadline)
-        cnonce = proto.check_client_hello(hello, nonce, self.token)
+        try:
+            cnonce = proto.check_client_hello(hello, nonce, self.token)
+        except Refused as exc:
+            if exc.code == proto.AUTH:
+                self.admission.failed(pending.key)
+            raise
+        if not self.admission.release(pending):
+            return None  # pushed out just now: it gets the "slots" frame
+        self.admission.succeeded(pending.key)
         if not self._session.acquire(blocking=False):
             raise Refused(proto.BUSY, "agent is busy with another session")
         try:
             self._count("sessions")
             self.log(f"{who}: session started")
             proto.send_frame(conn, proto.welcome(self.token, nonce, cnonce), deadline)
-            return self._session_loop(conn, who)
+            channel = Channel(proto.session_key(self.token, nonce, cnonce), "agent")
+            return self._session_loop(conn, who, channel)
         finally:
             self._session.release()  # before the last frame: a client told "bye" may reconnect
 
-    def _session_loop(self, conn: socket.socket, who: str) -> dict[str, Any] | None:
+    def _session_loop(self, conn: socket.socket, who: str,
+                      channel: Channel) -> dict[str, Any] | None:
         limits = self.limits
         end = time.monotonic() + limits.max_duration
         peer: PeerProcess | None = None
@@ -211,36 +254,37 @@ class Agent:
         try:
             while True:  # bounded by the session deadline
                 if self.stop.is_set():
-                    return proto.error_frame(proto.SHUTDOWN, "the agent is shutting down")
+                    raise Refused(proto.SHUTDOWN, "the agent is shutting down")
                 left = end - time.monotonic()
                 if left <= 0:
-                    return proto.error_frame(proto.TIMEOUT, "session reached its "
-                                             f"{limits.max_duration:g} s limit (--max-duration)")
+                    raise Refused(proto.TIMEOUT, "session reached its "
+                                  f"{limits.max_duration:g} s limit (--max-duration)")
                 if peer is not None and peer.proc.poll() is not None:
-                    return proto.error_frame(proto.PEER, "the peer exited with code "
-                                             f"{peer.proc.returncode}")
-                readable, _, _ = select.select([conn], [], [], min(POLL, left))
-                if not readable:
+                    raise Refused(proto.PEER, f"the peer exited with code {peer.proc.returncode}")
+                if not _readable(conn, min(POLL, left)):
                     continue
-                msg = proto.recv_frame(conn, limits.frame_cap, time.monotonic() + FRAME_TIMEOUT)
+                msg = channel.check(proto.recv_frame(conn, limits.frame_cap,
+                                                     time.monotonic() + FRAME_TIMEOUT))
                 op = msg.get("op")
                 if op == "start_peer":
                     if peer is not None:
                         raise Refused(proto.PROTOCOL, "a peer is already running in this session")
-                    peer = self._start_peer(conn, msg, end)
+                    peer = self._start_peer(conn, msg, end, channel)
                     self.log(f"{who}: peer pid {peer.proc.pid} on port {peer.port}")
                 elif op == "status":
                     proto.check_fields(msg, {"op"}, "status")
                     with self._lock:
                         reply = {"op": "status", **self.stats, "peer": peer is not None}
-                    proto.send_frame(conn, reply, time.monotonic() + FRAME_TIMEOUT)
+                    proto.send_frame(conn, channel.seal(reply), time.monotonic() + FRAME_TIMEOUT)
                 elif op == "stop":
                     proto.check_fields(msg, {"op"}, "stop")
-                    return {"op": "bye"}
+                    return channel.seal({"op": "bye"})
                 elif op == "hello":
                     raise Refused(proto.PROTOCOL, "hello after the handshake (replayed?)")
                 else:
                     raise Refused(proto.PROTOCOL, f"unknown op {proto.short(op)}")
+        except Refused as exc:  # the last word is authenticated too
+            return channel.seal(proto.error_frame(exc.code, str(exc)))
         except Closed:
             return None
         finally:
@@ -250,7 +294,8 @@ class Agent:
             else:
                 self.log(f"{who}: session ended")
 
-    def _start_peer(self, conn: socket.socket, msg: dict[str, Any], end: float) -> PeerProcess:
+    def _start_peer(self, conn: socket.socket, msg: dict[str, Any], end: float,
+                    channel: Channel) -> PeerProcess:
         proto.check_fields(msg, {"op", "cpu"}, "start_peer")
         cpu = msg.get("cpu")
         if cpu is not None:
@@ -260,7 +305,7 @@ class Agent:
                                               f"{sorted(allowed)}, got {proto.short(cpu)}")
         local = _plain_host(conn.getsockname()[0])
         client = _plain_host(conn.getpeername()[0])
-        try:
+        try:  # a fresh ticket: PeerProcess makes one and hands it to the peer on its stdin
             peer = PeerProcess(local, cpu=cpu, max_seconds=end - time.monotonic() + 5.0,
                                max_bytes=self.limits.max_bytes, allow_from=client)
         except SetupError as exc:
@@ -268,8 +313,8 @@ class Agent:
         try:
             self._count("peers_started")
             reply = {"op": "peer", "port": peer.port, "pid": peer.proc.pid,
-                     "meta": _fit(collect_host())}
-            proto.send_frame(conn, reply, time.monotonic() + FRAME_TIMEOUT)
+                     "ticket": peer.ticket, "meta": _fit(collect_host())}
+            proto.send_frame(conn, channel.seal(reply), time.monotonic() + FRAME_TIMEOUT)
         except BaseException:
             peer.close()
             raise
@@ -295,33 +340,24 @@ def resolve_bind(bind: str) -> str:
     return str(infos[0][4][0])
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(_plain_host(host))
-    except ValueError:
-        return False
-    return ip.is_loopback  # 127.0.0.0/8 and ::1; 0.0.0.0 and :: are not
-
-
 def serve(bind: str, port: int, token_file: Path | None, limits: Limits,
           exit_with_stdin: bool = False) -> int:
     """``flushbench agent``: serve until SIGTERM/SIGINT (or stdin closes).
 
     Bad settings raise FlushbenchError. Prints one JSON readiness line on stdout.
     """
-    token = proto.read_token(token_file) if token_file else None
+    if token_file is None:
+        raise UsageError("flushbench agent needs --token-file F: every client must prove it "
+                         "holds that token (make one with: flushbench agent --new-token F, "
+                         "then copy F to the client host)")
+    token = proto.read_token(token_file)
     host = resolve_bind(bind)
-    if token is None and not is_loopback(host):
-        raise UsageError(f"--bind {bind} is not a loopback address: give --token-file so "
-                         "only clients holding the shared token can start peers")
-    if token is not None and token_file is not None:
-        _warn_token_file(token_file, token)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(16)
+        listener.listen(64)
     except OSError as exc:
         listener.close()
         raise SetupError(f"agent cannot listen on {format_addr(bind, port)}: "
@@ -333,9 +369,8 @@ def serve(bind: str, port: int, token_file: Path | None, limits: Limits,
         threading.Thread(target=_watch_stdin, args=(agent.stop,), daemon=True).start()
     bound = listener.getsockname()
     print(json.dumps({"ready": True, "host": bound[0], "port": bound[1], "pid": os.getpid(),
-                      "v": proto.VERSION, "auth": token is not None}), flush=True)
-    agent.log(f"listening on {_who(bound)} (protocol {proto.VERSION}, "
-              + ("token required)" if token else "no token: loopback only)"))
+                      "v": proto.VERSION}), flush=True)
+    agent.log(f"listening on {_who(bound)} (protocol {proto.VERSION}, token required)")
     try:
         with listener:
             agent.serve_forever()
@@ -351,13 +386,3 @@ def _watch_stdin(stop: threading.Event) -> None:
         while os.read(0, 4096):
             pass
     stop.set()
-
-
-def _warn_token_file(path: Path, token: bytes) -> None:
-    with contextlib.suppress(OSError):
-        if os.stat(path).st_mode & 0o077:
-            print(f"agent: warning: token file {path} is readable by other users "
-                  f"(chmod 600 {path})", file=sys.stderr, flush=True)
-    if len(token) < 16:
-        print(f"agent: warning: the token in {path} is short ({len(token)} bytes); use 16 or "
-              "more random bytes", file=sys.stderr, flush=True)

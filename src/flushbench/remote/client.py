@@ -1,9 +1,11 @@
 """The client side of ``flushbench agent``: a remote peer used exactly like a PeerProcess.
 
     with RemotePeer("bench-2:7420", read_token("~/.flushbench-token")) as peer:
-        run_against(peer.addr, peer.meta)
+        run_against(peer.addr, peer.meta, peer.ticket)
 
-Agents can be started over the system ``ssh`` client with :class:`SshAgent`.
+An agent that is busy, or whose handshake slots are full, is asked again with backoff
+(0.1 s doubling to 2 s, with jitter) for up to ``retry`` seconds. Agents can be started over
+the system ``ssh`` client with :class:`SshAgent`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import random
 import select
 import shlex
 import socket
@@ -21,23 +24,31 @@ from typing import Any
 
 from .. import procs
 from ..errors import FlushbenchError, PeerError, ProtocolError, SetupError, UsageError
-from ..measure.protocol import format_addr, parse_addr
+from ..measure.protocol import format_addr, is_ticket, parse_addr
 from . import protocol as proto
-from .protocol import Closed, Refused, read_token
+from .protocol import Channel, Closed, Refused, read_token
 
-__all__ = ["RemotePeer", "SshAgent", "read_token"]
+__all__ = ["AgentBusy", "RemotePeer", "SshAgent", "read_token"]
+
+RETRY_S = 10.0  # how long to keep asking an agent that is busy or full
+RETRY_FIRST, RETRY_MAX, MAX_ATTEMPTS = 0.1, 2.0, 64
+
+
+class AgentBusy(PeerError):
+    """The agent is busy with another session, or its handshake slots are full."""
 
 
 class RemotePeer:
     """A peer started by a remote agent: connect, authenticate, ``start_peer``; always stopped.
 
     After construction: ``host``, ``port``, ``addr`` (host, port), ``meta`` (the agent host's
-    metadata), ``pid`` (the peer's pid on the agent host). ``close()`` ends the session; the
-    agent reaps the peer before it answers, so the agent is free again when it returns.
+    metadata), ``pid`` (the peer's pid on the agent host), ``ticket`` (what every data hello
+    to it must carry). ``close()`` ends the session; the agent reaps the peer before it
+    answers, so the agent is free again when it returns.
     """
 
-    def __init__(self, addr: str, token: bytes | None, timeout: float = 10.0, *,
-                 cpu: int | None = None) -> None:
+    def __init__(self, addr: str, token: bytes, timeout: float = 10.0, *,
+                 cpu: int | None = None, retry: float = RETRY_S) -> None:
         try:
             host, port = parse_addr(addr.strip(), proto.DEFAULT_PORT)
         except ValueError as exc:
@@ -47,18 +58,33 @@ class RemotePeer:
         self.agent = format_addr(host, port)
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self.host, self.port, self.pid = host, 0, 0
+        self._channel: Channel | None = None
+        self.host, self.port, self.pid, self.ticket = host, 0, 0, ""
         self.meta: dict[str, Any] = {}
+        end, delay = time.monotonic() + retry, RETRY_FIRST
+        for _ in range(MAX_ATTEMPTS):  # bounded in attempts and in time
+            try:
+                self._attempt(host, port, token, cpu)
+                return
+            except AgentBusy:
+                self.close()
+                pause = delay * random.uniform(0.5, 1.0)
+                if time.monotonic() + pause > end:
+                    raise
+                time.sleep(pause)
+                delay = min(2 * delay, RETRY_MAX)
+            except BaseException:
+                self.close()
+                raise
+        raise AgentBusy(f"agent {self.agent} stayed busy for {MAX_ATTEMPTS} attempts")
+
+    def _attempt(self, host: str, port: int, token: bytes, cpu: int | None) -> None:
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout)
+            self._sock = socket.create_connection((host, port), timeout=self.timeout)
         except OSError as exc:
             raise PeerError(f"cannot reach agent {self.agent}: "
                             f"{exc.strerror or exc}") from None
-        try:
-            self._start(self._sock, token, cpu, time.monotonic() + timeout)
-        except BaseException:
-            self.close()
-            raise
+        self._start(self._sock, token, cpu, time.monotonic() + self.timeout)
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -76,6 +102,11 @@ class RemotePeer:
             raise PeerError(f"agent {self.agent} closed the connection") from None
         except OSError as exc:
             raise PeerError(f"agent {self.agent}: {exc.strerror or exc}") from None
+        if self._channel is not None:  # after the welcome: every frame is MACed
+            try:
+                msg = self._channel.check(msg)
+            except Refused as exc:
+                raise ProtocolError(f"agent {self.agent}: {exc}") from None
         if msg.get("op") == "error":
             raise self._error(msg)
         if msg.get("op") != expect:
@@ -86,17 +117,20 @@ class RemotePeer:
     def _error(self, msg: dict[str, Any]) -> Exception:
         code, text = msg.get("code"), proto.one_line(msg.get("error", "no message"))
         if code == proto.BUSY:
-            return PeerError(f"agent {self.agent} is busy with another session; "
+            return AgentBusy(f"agent {self.agent} is busy with another session; "
                              "try again when it ends")
+        if code == proto.SLOTS:
+            return AgentBusy(f"agent {self.agent}: handshake slots full (other clients are "
+                             "connecting); try again")
         if code == proto.AUTH:
-            if "requires a token" in text:
-                return SetupError(f"agent {self.agent} requires a token (--token-file)")
             return SetupError(f"agent {self.agent} refused the token")
         if code == proto.VERSION_MISMATCH:
             return ProtocolError(f"agent {self.agent} refused the hello: {text}")
         return PeerError(f"agent {self.agent}: {text}")
 
     def _send(self, sock: socket.socket, obj: dict[str, Any], deadline: float) -> None:
+        if self._channel is not None:
+            obj = self._channel.seal(obj)
         try:
             proto.send_frame(sock, obj, deadline)
         except Refused:
@@ -104,7 +138,7 @@ class RemotePeer:
         except OSError as exc:
             raise PeerError(f"agent {self.agent}: {exc.strerror or exc}") from None
 
-    def _start(self, sock: socket.socket, token: bytes | None, cpu: int | None,
+    def _start(self, sock: socket.socket, token: bytes, cpu: int | None,
                deadline: float) -> None:
         greeting = self._recv(sock, deadline, "hello")
         v = greeting.get("v")
@@ -115,30 +149,23 @@ class RemotePeer:
             nonce = proto.parse_nonce(greeting.get("nonce"), "nonce")
         except Refused as exc:
             raise ProtocolError(f"agent {self.agent} sent a bad hello: {exc}") from None
-        auth = greeting.get("auth")
-        if auth is True and token is None:
-            raise SetupError(f"agent {self.agent} requires a token (--token-file)")
-        if auth is not True and token is not None:
-            raise SetupError(f"agent {self.agent} does not check tokens (started without "
-                             "--token-file), so it cannot prove it is yours; drop the token "
-                             "or restart the agent with one")
         cnonce = proto.new_nonce()
         self._send(sock, proto.client_hello(nonce, cnonce, token), deadline)
         welcome = self._recv(sock, deadline, "welcome")
-        if token is not None and not proto.mac_ok(token, "agent", nonce, cnonce,
-                                                  welcome.get("mac")):
+        if not proto.mac_ok(token, "agent", nonce, cnonce, welcome.get("mac")):
             raise SetupError(f"agent {self.agent} could not prove it holds the token "
                              "(a different token, or not your agent)")
+        self._channel = Channel(proto.session_key(token, nonce, cnonce), "client")
         self._send(sock, {"op": "start_peer", **({"cpu": cpu} if cpu is not None else {})},
                    deadline)
         reply = self._recv(sock, deadline, "peer")
         port, pid, meta = reply.get("port"), reply.get("pid"), reply.get("meta")
         if (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
-                or not isinstance(meta, dict)):
+                or not isinstance(meta, dict) or not is_ticket(reply.get("ticket"))):
             raise ProtocolError(f"agent {self.agent} sent a bad peer reply "
                                 f"(port {proto.short(port)})")
         self.host = sock.getpeername()[0]  # the address that reached the agent, resolved
-        self.port, self.meta = port, meta
+        self.port, self.meta, self.ticket = port, meta, str(reply["ticket"])
         self.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else 0
         sock.settimeout(None)
 
@@ -155,12 +182,13 @@ class RemotePeer:
     def close(self) -> None:
         """End the session: ``stop``, wait for the agent's ``bye`` (peer reaped), close."""
         sock, self._sock = self._sock, None
+        channel, self._channel = self._channel, None
         if sock is None:
             return
         with sock, contextlib.suppress(OSError, FlushbenchError):
             deadline = time.monotonic() + max(self.timeout, 8.0)  # the agent waits 5 s for it
-            if self.port:  # a session: say goodbye; otherwise just close
-                proto.send_frame(sock, {"op": "stop"}, deadline)
+            if self.port and channel is not None:  # a session: say goodbye; else just close
+                proto.send_frame(sock, channel.seal({"op": "stop"}), deadline)
                 for _ in range(4):  # bounded: bye, or an error frame, or close
                     if proto.recv_frame(sock, proto.CLIENT_FRAME_CAP, deadline).get("op") in (
                             "bye", "error"):

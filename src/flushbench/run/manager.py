@@ -176,7 +176,8 @@ class Manager:
         with span(self.timeline, "worker process"):
             records = run_visit(spec, folder, format_addr(*self.link.addr),
                                 self.link.worker_args, self.env,
-                                self.suite.timeout * len(todo), self.opts.pin.get("client"))
+                                self.suite.timeout * len(todo), self.opts.pin.get("client"),
+                                ticket=self.link.ticket)
         if state is not None and state["interrupted"]:
             raise KeyboardInterrupt
         with span(self.timeline, "host probe"):

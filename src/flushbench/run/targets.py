@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..measure.protocol import new_ticket
 from ..procs import PeerProcess
 
 
@@ -24,15 +25,24 @@ class Target:
 
     def open(self, stack: contextlib.ExitStack, bind: str, token_file: Path | None = None,
              cpu: int | None = None) -> PeerLink:
-        """Start or reach the peer (pinned to ``cpu`` where given); ``stack`` reaps it."""
+        """Start or reach the peer (pinned to ``cpu`` where given); ``stack`` reaps it.
+
+        Every peer wants a ticket in each data hello: a local one gets the run's (made here),
+        an agent's peer its session's (sent by the agent); the workers get it from
+        :func:`~.visits.run_visit`, on their stdin.
+        """
         if self.transport == "remote":
             from ..remote.client import RemotePeer, read_token
 
-            token = read_token(token_file) if token_file else None
+            if token_file is None:
+                raise UsageError("--peer needs --token-file F, the agent's token (made with "
+                                 "'flushbench agent --new-token F', copied to both hosts)")
+            token = read_token(token_file)
             remote = stack.enter_context(RemotePeer(self.peer_addr or "", token, cpu=cpu))
-            return PeerLink(remote.addr, remote.meta, extra={"peer_addr": self.peer_addr})
+            return PeerLink(remote.addr, remote.meta, extra={"peer_addr": self.peer_addr},
+                            ticket=remote.ticket)
         prefix: list[str] = []
-        link = PeerLink(("", 0), {})
+        link = PeerLink(("", 0), {}, ticket=new_ticket())  # one ticket for the run's peers
         if self.transport == "emulated":
             from ..netlab import Netlab
 
@@ -43,7 +53,9 @@ class Target:
             link.extra = {"link": str(lab.spec), "netlab": lab.describe()}
 
         def start() -> PeerProcess:
-            return stack.enter_context(PeerProcess(bind, cpu=cpu, prefix=prefix))
+            started = stack.enter_context(PeerProcess(bind, cpu=cpu, prefix=prefix,
+                                                      ticket=link.ticket))
+            return started
 
         peer = start()
         link.addr, link.meta = peer.addr, peer.meta
@@ -67,6 +79,7 @@ class PeerLink:
     worker_args: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     revive: Callable[[], None] | None = None  # restart a dead local peer (not for agents)
+    ticket: str | None = None  # what each data hello must present (the workers get it)
 
 
 def targets(peers: list[str], link: str | None, default_out: bool,

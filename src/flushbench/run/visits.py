@@ -4,10 +4,13 @@ The worker (``python -m flushbench.measure.visit``) gets a clean environment, as
 its workers (the environment's size moves memory layout, and so timings): PATH, HOME, the
 locale and TZ, the PYTHONPATH that finds this flushbench, plus what ``--inherit-environ``
 names. Its stderr goes to a file whose last line names the reason when a case has no result.
+The peer's ticket reaches it as one line on its stdin: not in argv (any local user can read
+those in /proc), not in the environment, not in the visit's file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -57,12 +60,13 @@ class VisitSpec:
 
 
 def run_visit(spec: VisitSpec, folder: Path, peer: str, worker_args: Sequence[str],
-              env: dict[str, str], timeout: float, cpu: int | None = None
-              ) -> list[tuple[dict[str, Any], np.ndarray]]:
+              env: dict[str, str], timeout: float, cpu: int | None = None,
+              ticket: str | None = None) -> list[tuple[dict[str, Any], np.ndarray]]:
     """Run one visit; return each case's record and latencies, in the visit's order.
 
-    A case the worker left no result for (it died, or ran out of ``timeout``) gets a
-    record whose ``error`` says why.
+    ``ticket``: the peer's (each data hello carries it), written to the
+    worker's stdin. A case the worker left no result for (it died, or ran out of
+    ``timeout``) gets a record whose ``error`` says why.
     """
     folder.mkdir(parents=True, exist_ok=True)
     plan = folder / "visit.json"
@@ -74,9 +78,12 @@ def run_visit(spec: VisitSpec, folder: Path, peer: str, worker_args: Sequence[st
     err_path = folder / "worker.err"
     reason = ""
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, env=env)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if ticket else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
         try:
+            if proc.stdin is not None:  # one short line: the pipe takes it without blocking
+                with contextlib.suppress(OSError), proc.stdin:
+                    proc.stdin.write(f"{ticket}\n".encode())
             code = proc.wait(timeout=timeout)
             if code:
                 reason = f"the visit's worker exited with code {code}"
