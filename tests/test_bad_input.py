@@ -3,9 +3,13 @@ no traceback, and no long work started first."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flushbench import cli
@@ -184,3 +188,75 @@ def test_missing_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, err = run_cli(capsys, "show", str(run_dir))
     assert code == 2
     assert one_line(err) == f"flushbench: error: {run_dir}: table.csv is missing"
+
+
+# -- run text on the terminal (issue 12, item 4) --------------------------------------------
+
+MARKUP = "[/x] [link=https://evil.example]click[/link] [bold red]loud"
+ESCAPES = ("\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]8;;https://evil.example\x1b\\x\x1b]8;;\x1b\\"
+           " \rback\x9b")
+SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own colours: the only escape allowed
+
+
+def hostile_runs(tmp_path: Path) -> list[Path]:
+    """Two runs of interleaved rounds whose machine ids, CPU names, strategy names, errors
+    and option notes hold rich markup and terminal escape sequences."""
+    from flushbench.case import Case
+    from synthetic import host, make_meta, write_paired_run
+
+    cases = [Case("rr", "sendall", 64), Case("rr", "makefile", 64), Case("stream", "sendall", 64)]
+    runs = []
+    for i, name in enumerate(("a", "b")):
+        meta = make_meta(f"m{name}{MARKUP}{ESCAPES}", "r", client=host(
+            cpu=f"CPU {i} {MARKUP}{ESCAPES}", kernel=f"6.{i} {ESCAPES}"))
+        run = write_paired_run(tmp_path / name, "m", "r", cases, meta=meta)
+        table = run / "table.csv"
+        frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+        frame.loc[frame["strategy"] == "makefile", "strategy"] = f"make{MARKUP}{ESCAPES}"
+        frame.loc[0, "opt_mismatch"] = f"odd {MARKUP}{ESCAPES}"
+        frame.loc[2, "error"] = f"PeerError: {MARKUP}{ESCAPES}"
+        frame.to_csv(table, index=False, quoting=csv.QUOTE_ALL)  # a bare \r stays in its cell
+        runs.append(run)
+    return runs
+
+
+def test_run_text_is_neither_markup_nor_escape_codes(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Finding 4: a '[/x]' made compare and show exit 1 with rich's MarkupError, and ESC
+    sequences reached the terminal byte for byte. Now show, show --all and compare exit 0,
+    print the markup as text and every control character escaped."""
+    a, b = hostile_runs(tmp_path)
+    for argv in (["show", str(a)], ["show", "--all", str(a)], ["compare", str(a), str(b)]):
+        code = cli.main(argv)
+        captured = capsys.readouterr()
+        text = captured.out + captured.err
+        assert code == 0, captured.err
+        assert "Traceback" not in text and "\x1b" not in text and "\r" not in text
+        assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), argv
+        assert "[/x]" in text and "\\x1b[2J" in text, argv
+        assert "PeerError: [/x]" in text or argv[1] != "--all", text
+
+
+def test_run_text_makes_no_escape_codes_on_a_real_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal rich adds colours, and nothing else: no live hyperlink from
+    [link=...], no clear screen, no window title; the words stay visible."""
+    from rich.console import Console
+
+    from flushbench.report import terminal
+
+    a, b = hostile_runs(tmp_path)
+    screen = io.StringIO()
+    monkeypatch.setattr(terminal, "console", Console(file=screen, force_terminal=True,
+                                                     color_system="truecolor", width=200))
+    monkeypatch.setenv("FORCE_COLOR", "1")  # compare's own console, on stdout
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["show", "--all", str(a)]) == 0
+    assert cli.main(["compare", str(a), str(b)]) == 0
+    shown = screen.getvalue() + capsys.readouterr().out
+    assert SGR.search(shown), "not rendered as for a terminal"
+    plain = SGR.sub("", shown)
+    assert "\x1b" not in plain and "\r" not in plain and "\x07" not in plain
+    assert "[link=https://evil.example]click[/link]" in plain.replace("\n", "")
+    assert "\\x1b]8;;https://evil.example" in plain.replace("\n", "")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from flushbench.case import Case
 from flushbench.errors import ResultsError, UsageError
 from flushbench.report import charts, document, recommend
 from flushbench.results import SCHEMA_VERSION, TABLE, load, sample_path
-from synthetic import host, make_meta, small_cases, write_run
+from synthetic import host, make_meta, small_cases, write_paired_run, write_run
 
 FAILED = "stream-sendall-s64-p2-nd1-sbauto-loopback"
 
@@ -47,15 +49,15 @@ def test_report_has_html_markdown_and_every_chart(built: Path) -> None:
     """index.html, README.md and a PNG + SVG for every run chart of both runs exist."""
     html = (built / "index.html").read_text(encoding="utf-8")
     md = (built / "README.md").read_text(encoding="utf-8")
-    for label in ("alpha-r1", "beta-r1"):
+    for label in ("alpha/r1", "beta/r1"):
         for name, _, _ in charts.RUN_CHARTS:
-            png = built / "charts" / f"{label}-{name}.png"
+            png = built / "charts" / f"{charts.slug(label)}-{name}.png"
             svg = png.with_suffix(".svg")
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
             assert b"<svg" in svg.read_bytes()[:500], svg
             assert f'src="charts/{png.name}"' in html
             assert f"](charts/{png.name})" in md
-    for name in ("compare-curves", "compare-ratio-beta-r1"):
+    for name in ("compare-curves", f"compare-ratio-{charts.slug('beta/r1')}"):
         assert (built / "charts" / f"{name}.png").is_file()
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
 
@@ -108,7 +110,7 @@ def test_changed_data_changes_the_charts(tmp_path: Path) -> None:
     b = write_run(tmp_path / "b", "m", "r", cases, seed=2)
     document.build_report([a], tmp_path / "ra")
     document.build_report([b], tmp_path / "rb")
-    name = "charts/m-r-throughput-stream.png"
+    name = f"charts/{charts.slug('m/r')}-throughput-stream.png"
     assert files(tmp_path / "ra")[name] != files(tmp_path / "rb")[name]
 
 
@@ -120,8 +122,8 @@ def test_single_case_run_skips_charts_with_a_note(tmp_path: Path) -> None:
     md = (out / "README.md").read_text(encoding="utf-8")
     assert "Throughput vs message size (stream): skipped, no data in this run." in md
     assert "The Nagle trap (write-write-read): skipped, no data in this run." in md
-    assert (out / "charts" / "solo-r-ccdf-rr.png").is_file()
-    assert not (out / "charts" / "solo-r-nagle.png").exists()
+    assert (out / "charts" / f"{charts.slug('solo/r')}-ccdf-rr.png").is_file()
+    assert not (out / "charts" / f"{charts.slug('solo/r')}-nagle.png").exists()
     assert md.count(recommend.NOT_MEASURED) >= 3  # sndbuf, sendall and nodelay myths
 
 
@@ -139,7 +141,7 @@ def test_table_missing_optional_columns_still_reports(tmp_path: Path) -> None:
     for title in ("Segments and send calls per message", "CPU seconds per GB",
                   "SO_SNDBUF requested vs effective"):
         assert f"{title}: skipped, no data in this run." in md
-    assert (out / "charts" / "old-r-throughput-stream.png").is_file()
+    assert (out / "charts" / f"{charts.slug('old/r')}-throughput-stream.png").is_file()
 
 
 def test_quality_notes_name_the_noisy_cases_and_the_host_speed(tmp_path: Path) -> None:
@@ -205,7 +207,7 @@ def test_stale_charts_of_other_runs_are_removed(tmp_path: Path) -> None:
     document.build_report([a], out)
     document.build_report([b], out)
     names = sorted(p.name for p in (out / "charts").iterdir())
-    assert names and all(n.startswith("b-r-") for n in names)
+    assert names and all(n.startswith(charts.slug("b/r")) for n in names)
 
 
 def test_recommendations_find_the_nagle_fix(two_runs: list[Path]) -> None:
@@ -275,3 +277,84 @@ def test_chart_builders_return_none_without_data(tmp_path: Path) -> None:
     assert all(builder(run) is None for _, _, builder in charts.RUN_CHARTS)
     assert recommend.recommendations(run).empty
     assert np.all([m.verdict == recommend.NOT_MEASURED for m in recommend.myths(run)])
+
+
+# -- run text in the documents (issue 12, items 5 and 11) -----------------------------------
+
+INJECTION = ("r\n\n# Injected heading\n\n<img src=x onerror=alert(1)>\n\n"
+             "[click](javascript:alert(1))\n")
+
+
+def _cells(tokens: list[Any], row_open: int) -> list[str]:
+    """The text of each cell of the table row opened at ``tokens[row_open]``."""
+    cells, i = [], row_open + 1
+    while tokens[i].type != "tr_close":
+        if tokens[i].type == "inline":
+            cells.append("".join(c.content for c in tokens[i].children or []))
+        i += 1
+    return cells
+
+
+def test_markdown_report_keeps_run_text_as_text(tmp_path: Path) -> None:
+    """Finding 5: a newline in a run id injected a heading, raw HTML and a javascript: link
+    into README.md, and a bare \\r in an error broke a table row. Read back with a Markdown
+    parser: no heading, HTML or link but the report's own, every row whole, a label with a
+    backtick in a code span longer than it; the HTML report escapes it all as before."""
+    from markdown_it import MarkdownIt
+
+    cases = [Case("rr", "sendall", 64), Case("rr", "makefile", 64)]
+    run = write_paired_run(tmp_path / "results", "m", "r", cases,
+                           meta=make_meta("m", INJECTION))
+    table = run / TABLE
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame.loc[frame["strategy"] == "makefile", "strategy"] = "make`file*x*"
+    frame.loc[0, "error"] = "boom\rcell | x\nnext <b>&amp;</b> `tick`"
+    frame.to_csv(table, index=False, quoting=csv.QUOTE_ALL)
+    out = tmp_path / "out"
+    document.build_report([run], out)
+    md = (out / "README.md").read_text(encoding="utf-8")
+    assert "\r" not in md
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert not [h for h in headings if h.startswith(("Injected", "<img", "[click"))], headings
+    assert sum(h.startswith("m/r") for h in headings) == 1
+    kinds = {c.type for t in tokens for c in t.children or []} | {t.type for t in tokens}
+    assert "html_block" not in kinds and "html_inline" not in kinds
+    links = [c.attrs.get("href") or c.attrs.get("src") for t in tokens
+             for c in t.children or [] if c.type in ("link_open", "image")]
+    assert links and all(str(link).startswith("charts/") for link in links), links
+    rows = [i for i, t in enumerate(tokens) if t.type == "tr_open"]
+    widths = {}
+    for i in rows:  # each table: its header's width, then every row of the same width
+        if tokens[i - 1].type == "thead_open":
+            width = len(_cells(tokens, i))
+        widths[i] = (len(_cells(tokens, i)), width)
+    assert all(n == w for n, w in widths.values())
+    errors = [c for i in rows for c in _cells(tokens, i) if c.startswith("boom")]
+    assert set(errors) == {"boom cell | x next <b>&amp;</b> tick"}  # `tick` is a code span
+    codes = {c.content for t in tokens for c in t.children or [] if c.type == "code_inline"}
+    assert "make`file*x*" in codes, codes  # in the verdict table: ``make`file*x*``
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and 'href="javascript' not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "boom cell | x next &lt;b&gt;&amp;amp;&lt;/b&gt; <code>tick</code>" in page
+
+
+def test_chart_file_names_of_similar_labels_differ(tmp_path: Path) -> None:
+    """Finding 11: runs m/r-x and m-r/x wrote the same chart files, so one run's charts
+    overwrote the other's; a hash of the whole label now tells them apart."""
+    cases = [Case("stream", "sendall", s) for s in (64, 1024)]
+    one = write_run(tmp_path / "a", "m", "r-x", cases, seed=1)
+    two = write_run(tmp_path / "b", "m-r", "x", cases, seed=2)
+    out = tmp_path / "out"
+    document.build_report([one, two], out)
+    first, second = charts.slug("m/r-x"), charts.slug("m-r/x")
+    assert first != second and first.startswith("m-r-x-") and second.startswith("m-r-x-")
+    a = (out / "charts" / f"{first}-throughput-stream.png").read_bytes()
+    b = (out / "charts" / f"{second}-throughput-stream.png").read_bytes()
+    assert a != b
+    md = (out / "README.md").read_text(encoding="utf-8")
+    assert f"charts/{first}-throughput-stream.png" in md
+    assert f"charts/{second}-throughput-stream.png" in md
+    assert charts.slug("../../" + "x" * 300).startswith("x" * 60 + "-")
+    assert len(charts.slug("y" * 300)) == 69 and charts.slug("").startswith("run-")

@@ -16,7 +16,7 @@ from flushbench.analysis.quality import Finding
 from flushbench.analysis.runs import TRIAL_COLUMNS, StoredRun, open_runs
 from flushbench.analysis.verdicts import VERDICT_COLUMNS
 from flushbench.case import Case
-from flushbench.report import document, forest, recommend, terminal, verdicts
+from flushbench.report import charts, document, forest, recommend, terminal, verdicts
 from flushbench.report.format import finding_sentence
 from flushbench.run import trials
 from flushbench.suites import load_suite
@@ -101,7 +101,8 @@ def test_report_opens_with_noise_floor_verdicts_and_forest(built: Path) -> None:
     lines = [line for line in md.splitlines()[1:] if line.strip()]
     assert lines[0].startswith("A/A: 6 twins (15 comparisons), all same within ±")
     order = [md.index(s) for s in ("A/A: 6 twins", "### Verdicts",
-                                   "charts/alpha-r2-forest.png", "#### stream · small",
+                                   f"charts/{charts.slug('alpha/r2')}-forest.png",
+                                   "#### stream · small",
                                    "#### wwr · small", "### Set-up", "### Machines",
                                    "### Recommendations", "### Charts", "### All cases")]
     assert order == sorted(order)
@@ -110,13 +111,15 @@ def test_report_opens_with_noise_floor_verdicts_and_forest(built: Path) -> None:
     assert re.search(r"\| 64 B \| `sendall twin` \| `sendall` \| p50 \| [\d.]+× \| "
                      r"[\d.]+–[\d.]+ \| same \|", md)
     html = (built / "index.html").read_text(encoding="utf-8")
+    forest_png = f"{charts.slug('alpha/r2')}-forest.png"
     assert html.index("A/A: 6 twins") < html.index('id="verdicts"') \
         < html.index('<div class="cols"><div class="col">') \
-        < html.index("alpha-r2-forest.png") < html.index('</div><div class="col">') \
+        < html.index(forest_png) < html.index('</div><div class="col">') \
         < html.index('id="stream--small') < html.index('id="machines"') \
         < html.index('id="runs-in-this-report"')
     for suffix in ("png", "svg"):
-        assert (built / "charts" / f"alpha-r2-forest.{suffix}").stat().st_size > 1000
+        assert (built / "charts" / f"{charts.slug('alpha/r2')}-forest.{suffix}"
+                ).stat().st_size > 1000
 
 
 def test_a_twin_called_different_is_a_warning_at_the_top(noisy_twin: Path,
@@ -202,15 +205,17 @@ def test_terminal_verdict_table_fits_100_columns_for_the_quick_suite(tmp_path: P
     assert longest >= len("makefile sndbuf 64 KiB")
 
 
-def test_terminal_text_is_never_markup(tmp_path: Path) -> None:
-    odd = "x[bold]y"
-    cases = [Case("rr", s, 64) for s in ("sendall", odd)]
-    run = one(write_paired_run(tmp_path, "m", "odd", cases))
-    text = _render(terminal.verdict_table(run), 100)
-    assert f" {odd} " in text
-    document.build_report([run.path], tmp_path / "out")
-    html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    assert "<code>x[bold]y</code>" in html
+def test_markup_in_a_case_id_is_refused_in_one_line(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A case id holding rich markup (``x[bold]y``) is not a case id: show and report say so
+    in one line naming the file and exit 2, rather than print or draw it."""
+    cases = [Case("rr", s, 64) for s in ("sendall", "x[bold]y")]
+    run = write_paired_run(tmp_path, "m", "odd", cases)
+    for argv in (["show", str(run)], ["report", str(run), "--out", str(tmp_path / "out")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "table.csv" in err and "not a case id" in err, err
+        assert "Traceback" not in err
 
 
 def test_show_prints_verdicts_and_the_full_table_with_all(paired: Path,

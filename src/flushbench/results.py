@@ -27,7 +27,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import ResultsError, UsageError
-from .untrusted import check_size, load_npz
+from .untrusted import (
+    check_case_ids,
+    check_meta,
+    check_size,
+    check_unique,
+    load_npz,
+    numbers,
+    samples_file,
+)
 
 SCHEMA_VERSION = 2  # 2: interleaved rounds (trials.csv, verdicts.csv, twin column)
 
@@ -53,6 +61,12 @@ METRIC_COLUMNS = [
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
 STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error"}
 BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin"}
+NUMBER_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS | BOOL_COLUMNS]
+# whole numbers of bytes or counts: the case's parameters (msg_size in every row) and what
+# the kernel and the loops counted
+WHOLE_COLUMNS = ["msg_size", "sndbuf", "rcvbuf", "notsent_lowat", "parts", "reply", "batch",
+                 "buffer", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff", "lat_samples",
+                 "retrans", "rtt_us", "msgs", "bytes", "values", "loops"]
 
 TABLE = "table.csv"
 META = "meta.json"
@@ -148,6 +162,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def sample_path(run_dir: Path, case_id: str) -> Path:
+    """Where a case's samples file is written (ids of our own cases)."""
     return Path(run_dir) / SAMPLES / f"{case_id}.npz"
 
 
@@ -236,16 +251,19 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     check_size(path)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, and integers over Python's 4300-digit limit
         raise ResultsError(f"{path} is corrupt or truncated ({str(exc)[:120]}); rerun or "
                            "delete the run") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("schema_version"), int):
+    if not isinstance(meta, dict) or not isinstance(meta.get("schema_version"), int) \
+            or isinstance(meta["schema_version"], bool):
         raise ResultsError(f"{path} has no schema_version; it is not a flushbench run")
     version = meta["schema_version"]
     if version > SCHEMA_VERSION:
         raise ResultsError(f"{path} was written with schema {version}, this flushbench reads "
                            f"up to {SCHEMA_VERSION}: upgrade flushbench "
                            "(pip install -U flushbench)")
+    check_meta(meta, path)
     return meta
 
 
@@ -255,9 +273,10 @@ def read_csv(path: Path, strings: Iterable[str]) -> pd.DataFrame:
     try:
         frame: pd.DataFrame = pd.read_csv(path, dtype={c: "string" for c in strings},
                                           keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path} is corrupt or truncated ({exc}); rerun or delete the run") \
-            from None
+    except (ValueError, OverflowError, pd.errors.EmptyDataError) as exc:
+        # ValueError: pandas' ParserError and UnicodeDecodeError among them
+        raise ResultsError(f"{path} is corrupt or truncated ({str(exc)[:120]}); rerun or "
+                           "delete the run") from None
     return frame
 
 
@@ -276,6 +295,10 @@ def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataF
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
     for col in STRING_COLUMNS:
         frame[col] = frame[col].fillna("").astype(str)
+    check_case_ids(frame["case"], path)  # a case id names its samples file
+    check_unique(frame["case"], path)
+    frame = numbers(frame, NUMBER_COLUMNS, path, whole=WHOLE_COLUMNS, required=["msg_size"],
+                    inf_as_missing=True)
     for col in BOOL_COLUMNS:
         frame[col] = frame[col].map(_to_bool).astype("boolean")
     return frame
@@ -320,7 +343,9 @@ def load(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd
 
 
 def load_samples(run_dir: Path, case_id: str) -> dict[str, np.ndarray]:
-    path = sample_path(run_dir, case_id)
+    """A case's samples ({} without a file); the id and the resolved path are checked to
+    stay inside the run's samples folder."""
+    path = samples_file(Path(run_dir) / SAMPLES, case_id)
     if not path.is_file():
         return {}
     return load_npz(path)

@@ -154,10 +154,10 @@ def host_speed(runs: Sequence[StoredRun]) -> pd.DataFrame:
     ref = keyed[0]
     rows = []
     for run, by_key in zip(runs[1:], keyed[1:], strict=True):
-        ratios = [_num(row["host_speed"]) / _num(ref[key]["host_speed"])
-                  for key, row in by_key.items()
-                  if key in ref and not row["error"] and not ref[key]["error"]]
-        ratios = [r for r in ratios if math.isfinite(r) and r > 0]
+        pairs = [(_num(row["host_speed"]), _num(ref[key]["host_speed"]))
+                 for key, row in by_key.items()
+                 if key in ref and not row["error"] and not ref[key]["error"]]
+        ratios = [r for a, b in pairs if b > 0 and math.isfinite(r := a / b) and r > 0]
         if ratios:
             rows.append({"run": run.label, "workload": "host CPU (probe)",
                          "metric": "host_speed", "cases": len(ratios),

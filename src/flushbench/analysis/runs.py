@@ -28,6 +28,7 @@ import pandas as pd
 from ..case import THROUGHPUT_WORKLOADS
 from ..errors import ResultsError
 from ..results import find_runs, load_samples, read_csv, read_meta, read_table
+from ..untrusted import check_case_ids, numbers
 from .verdicts import VERDICT_COLUMNS, VERDICTS
 
 TRIALS = "trials.csv"
@@ -38,12 +39,19 @@ TRIAL_COLUMNS = ["case", "workload", "round", "cell", "position", "start_s", "en
                  "lat_p99_us", "segs_per_msg", "send_calls_per_msg", "cpu_s_per_gb_client",
                  "cpu_s_per_gb_peer", "host_speed", "error"]
 _TRIAL_TEXT = ("case", "workload", "cell", "cpu", "error")
+_TRIAL_NUMBERS = [c for c in TRIAL_COLUMNS if c not in _TRIAL_TEXT]
 _VERDICT_TEXT = ("case", "baseline", "axis", "metric", "verdict")
 _VERDICT_FLOAT = ("ratio", "ci_low", "ci_high", "p_value", "q_value")
+_CASE_IDS = {TRIALS: ("case",), VERDICTS: ("case", "baseline")}
+# A ratio to a baseline no measurement comes near (sndbuf=1 against auto: 600x); past it a
+# log axis around it overflows.
+RATIO_RANGE = (1e-12, 1e12)
 
 
 def _read_csv(path: Path, columns: list[str], text: tuple[str, ...]) -> pd.DataFrame:
-    """A run's CSV file with ``columns`` first (missing ones added); empty when absent."""
+    """A run's CSV file with ``columns`` first (missing ones added); empty when absent.
+
+    Its case ids are checked as table.csv's are (a case id names a samples file)."""
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype="object" if c in text else "float64")
                              for c in columns})
@@ -56,6 +64,8 @@ def _read_csv(path: Path, columns: list[str], text: tuple[str, ...]) -> pd.DataF
     frame = frame[columns + [c for c in frame.columns if c not in columns]]
     for col in text:
         frame[col] = frame[col].fillna("").astype(str)
+    for col in _CASE_IDS.get(path.name, ()):
+        check_case_ids(frame[col], path, col)
     return frame
 
 
@@ -97,18 +107,23 @@ class StoredRun:
     def trials(self) -> pd.DataFrame:
         """trials.csv: a row per case and round (empty for runs before schema 2)."""
         if "trials" not in self._frames:
-            self._frames["trials"] = _read_csv(self.path / TRIALS, TRIAL_COLUMNS, _TRIAL_TEXT)
+            path = self.path / TRIALS
+            frame = _read_csv(path, TRIAL_COLUMNS, _TRIAL_TEXT)
+            self._frames["trials"] = numbers(frame, _TRIAL_NUMBERS, path, whole=["round"],
+                                             inf_as_missing=True)
         return self._frames["trials"]
 
     @property
     def verdicts(self) -> pd.DataFrame:
         """verdicts.csv: each comparison and metric, paired by round (empty before schema 2)."""
         if "verdicts" not in self._frames:
-            frame = _read_csv(self.path / VERDICTS, VERDICT_COLUMNS, _VERDICT_TEXT)
+            path = self.path / VERDICTS
+            frame = numbers(_read_csv(path, VERDICT_COLUMNS, _VERDICT_TEXT),
+                            [*_VERDICT_FLOAT, "rounds"], path, whole=["rounds"],
+                            within={c: RATIO_RANGE for c in ("ratio", "ci_low", "ci_high")})
             for col in _VERDICT_FLOAT:
-                frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-            frame["rounds"] = pd.to_numeric(frame["rounds"], errors="coerce").fillna(0) \
-                .astype(int)
+                frame[col] = frame[col].astype(float)
+            frame["rounds"] = frame["rounds"].fillna(0).astype(int)
             frame["higher_is_better"] = frame["higher_is_better"].map(
                 lambda v: str(v).strip().lower() in ("true", "1")).astype(bool)
             self._frames["verdicts"] = frame
@@ -133,9 +148,10 @@ class StoredRun:
         values = values[np.isfinite(values) & (values > 0)]
         if values.size == 0:
             return None
-        if row["workload"] in THROUGHPUT_WORKLOADS:
-            return float(row["msg_size"]) * 8.0 / values
-        return 1.0 / values
+        rates = (float(row["msg_size"]) * 8.0 / values if row["workload"] in THROUGHPUT_WORKLOADS
+                 else 1.0 / values)
+        rates = rates[np.isfinite(rates) & (rates > 0)]  # a run from elsewhere may hold 0s
+        return rates if rates.size else None
 
     def value_p50s_us(self, case_id: str) -> np.ndarray | None:
         """The p50 latency of each timed value, when the samples record ops per value."""
@@ -147,13 +163,17 @@ class StoredRun:
         if ops.size < 2 or (ops <= 0).any() or int(ops.sum()) != np.asarray(lat).size:
             return None
         chunks = np.split(np.asarray(lat, dtype=float), np.cumsum(ops)[:-1])
-        return np.array([np.median(c) for c in chunks]) / 1000.0
+        p50s = np.array([np.median(c) for c in chunks]) / 1000.0
+        p50s = p50s[np.isfinite(p50s) & (p50s > 0)]  # latencies are positive and finite
+        return p50s if p50s.size >= 2 else None
 
     def latencies_us(self, case_id: str) -> np.ndarray | None:
         lat = self.samples(case_id).get("lat_ns")
-        if lat is None or np.asarray(lat).size == 0:
+        if lat is None:
             return None
-        return np.sort(np.asarray(lat, dtype=float)) / 1000.0
+        values = np.asarray(lat, dtype=float)
+        values = values[np.isfinite(values) & (values > 0)]  # as value_p50s_us
+        return np.sort(values) / 1000.0 if values.size else None
 
 
 def open_runs(paths: Iterable[str | Path]) -> list[StoredRun]:

@@ -7,7 +7,9 @@ fonts, hash salt and no dates, so unchanged data gives byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +35,7 @@ STYLE: dict[RcKeyType, Any] = {
     "svg.hashsalt": "flushbench", "svg.fonttype": "path", "font.family": "DejaVu Sans",
     "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11, "legend.fontsize": 8,
     "axes.grid": True, "grid.alpha": 0.3, "path.simplify": True, "savefig.dpi": 100,
-    # labels come from stored runs, maybe from another machine: a "$" is a character, not
-    # the start of mathtext (which fails on unbalanced or odd input)
+    # labels are run text, maybe from elsewhere: a "$" is a character, never mathtext
     "text.parse_math": False,
 }
 if "svg.id" in matplotlib.rcParams:  # matplotlib >= 3.8: a fixed id for the root <svg>
@@ -47,7 +48,8 @@ ND_COLORS = {False: "#4c72b0", True: "#dd8452"}  # nodelay off / on
 
 @contextmanager
 def style() -> Iterator[None]:
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE), warnings.catch_warnings():  # run text: any character
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
         yield
 
 
@@ -65,7 +67,9 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-") or "run"
+    """A run label as a file name: <= 60 [A-Za-z0-9._-], 8 hex of its SHA-256 (m/r-x ≠ m-r/x)."""
+    clean = re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.")[:60].strip("-.") or "run"
+    return f"{clean}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def color(strategy: str) -> tuple[float, float, float, float]:
@@ -109,12 +113,8 @@ def log_axis(ax: Axes, axis: str = "y", fmt: Callable[[float], str] | None = Non
     low, high = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
     narrow = base == 10 and low > 0 and high / low < 100  # < 2 decades: label 1-2-5
     target.set_major_locator(LogLocator(base=base, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
-    target.set_major_formatter(FuncFormatter(lambda v, _: (fmt or _plain)(v)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: fmt(v) if fmt else f"{v:g}"))
     target.set_minor_locator(NullLocator())  # minor ticks cost more to draw than they tell
-
-
-def _plain(v: float) -> str:
-    return f"{v:g}"
 
 
 def _ok(run: StoredRun, workload: str | tuple[str, ...], auto_sndbuf: bool = True
@@ -147,8 +147,9 @@ def throughput(run: StoredRun, workload: str = "stream") -> Figure | None:
         for series in sorted(part["series"].unique(), key=strategy_key):
             rows = part[part["series"] == series].sort_values("msg_size")
             y = rows["throughput_bps"].astype(float).to_numpy() / 1e9
-            err = [np.std(r, ddof=1) / 1e9 if (r := run.value_rates(row)) is not None
-                   and len(r) > 1 else 0.0 for _, row in rows.iterrows()]
+            with np.errstate(over="ignore", invalid="ignore"):  # rates from elsewhere
+                err = [np.std(r, ddof=1) / 1e9 if (r := run.value_rates(row)) is not None
+                       and len(r) > 1 else 0.0 for _, row in rows.iterrows()]
             ax.errorbar(rows["msg_size"].astype(int), y, yerr=err, marker="o", ms=3,
                         capsize=2, lw=1.2, color=color(series), label=series)
         size_axis(ax, frame["msg_size"].astype(int).tolist())

@@ -16,7 +16,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 
 from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, metadata_diff
 from ..analysis.ratios import METRIC_LABELS, RATIOS, headline_rows, ratio_frame, summary
-from ..analysis.runs import StoredRun, open_runs
+from ..analysis.runs import RATIO_RANGE, StoredRun, open_runs
 from ..case import THROUGHPUT_WORKLOADS
 from ..results import atomic_write
 from . import charts
@@ -251,9 +251,12 @@ def write_outputs(runs: Sequence[StoredRun], frame: pd.DataFrame, out: Path) -> 
 # -- charts ---------------------------------------------------------------------------------
 
 def ratio_chart(frame: pd.DataFrame, run: str) -> Figure | None:
-    """Ratio to the reference per case on a log axis, 1.0 line, 95 % whiskers."""
+    """Ratio to the reference per case on a log axis, 1.0 line, 95 % whiskers (cut at the
+    axis). Ratios past RATIO_RANGE (samples from elsewhere may hold zeros) stay in the table
+    only: around them a log axis overflows."""
+    ratios = frame["ratio"].astype(float)
     part = frame[(frame["run"] == run) & (frame["status"] == "ok")
-                 & (frame["ratio"].astype(float) > 0)]
+                 & (ratios >= RATIO_RANGE[0]) & (ratios <= RATIO_RANGE[1])]
     if part.empty:
         return None
     groups = [(t, g) for t, g in (
@@ -266,7 +269,11 @@ def ratio_chart(frame: pd.DataFrame, run: str) -> Figure | None:
     for ax, (title, g) in zip(axes, groups, strict=True):
         y = np.arange(len(g))[::-1]
         ratio = g["ratio"].astype(float).to_numpy()
-        lo, hi = g["ci_low"].astype(float).to_numpy(), g["ci_high"].astype(float).to_numpy()
+        # The axis follows the ratios; very wide intervals (two values per side) run off it.
+        low, high = float(ratio.min()) / 1.6, float(ratio.max()) * 1.6
+        low, high = min(low, 0.8), max(high, 1.25)
+        lo, hi = (np.clip(g[c].astype(float).to_numpy(), low, high) for c in ("ci_low",
+                                                                            "ci_high"))
         colors = [GREY if not s else (GOOD if b else BAD)
                   for s, b in zip(g["significant"], g["better"], strict=True)]
         err = np.vstack([np.nan_to_num(ratio - lo), np.nan_to_num(hi - ratio)]).clip(0)
@@ -274,9 +281,6 @@ def ratio_chart(frame: pd.DataFrame, run: str) -> Figure | None:
         ax.scatter(ratio, y, c=colors, s=18, zorder=3)
         ax.axvline(1.0, color="black", lw=0.8)
         ax.set_yticks(y, g["key"].tolist(), fontsize=7)
-        # The axis follows the ratios; very wide intervals (two values per side) run off it.
-        low, high = float(ratio.min()) / 1.6, float(ratio.max()) * 1.6
-        low, high = min(low, 0.8), max(high, 1.25)
         ax.set_xscale("log")
         ax.set_xlim(low, high)
         nice = FINE_TICKS if high / low < 4 else COARSE_TICKS

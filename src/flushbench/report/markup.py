@@ -1,6 +1,12 @@
 """One document, two renderings: GitHub Markdown and a self-contained HTML page.
 
-Text passed in may use two bits of Markdown, ``code`` and **bold**; both renderings get them.
+Text passed in may use two bits of Markdown, ``code`` and **bold**; both renderings get them,
+and everything else in it is text: run text (case ids, machine names, errors) comes from
+files that may come from another machine. So every string is first made :func:`printable`
+(line breaks become spaces, other control characters are shown escaped), then cut into code
+spans, bold and plain text; plain text has every character Markdown or HTML would act on
+escaped, a code span gets a fence longer than any run of backticks inside it. A stray
+backtick or ``**`` in run text is then shown as itself, never as markup.
 Output depends only on what is added, so unchanged input gives byte-identical files.
 """
 
@@ -9,6 +15,7 @@ from __future__ import annotations
 import html
 import numbers
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,19 +38,110 @@ details{margin:.5rem 0 1rem}summary{cursor:pointer}
 @media (max-width:900px){.cols{display:block}}
 """.strip()
 
-_INLINE = [(re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-           (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>")]
+# -- text from anywhere, shown as text ------------------------------------------------------
+
+LINE_BREAKS = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-def inline_html(text: Any) -> str:
-    out = html.escape(str(text), quote=False)
-    for pattern, repl in _INLINE:
-        out = pattern.sub(repl, out)
-    return out
+def printable(value: Any) -> str:
+    """``value`` as one line of visible text: tabs and line breaks become spaces; every other
+    control, format or unassigned character (ESC, DEL, C1 codes, bidi overrides, lone
+    surrogates) is shown escaped, as Python writes it (``\\x1b``, ``\\u202e``)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or unicodedata.category(ch) == "Zs" else
+                   " " if ch in LINE_BREAKS else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
+        else f"\\U{code:08x}"
+
+
+# a code span (a run of backticks closed by a run of the same length) or **bold**
+_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)|\*\*([^*]+)\*\*")
+# what Markdown (GFM, with GitHub's $math$) acts on anywhere in a line; an underscore only
+# where it is not between two letters or digits
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>&|~$#]|(?<![^\W_])_|_(?![^\W_])")
+# what it acts on at the start of a block: a list, quote, heading or thematic break
+_MD_BLOCK_START = re.compile(r"^(\d{1,9})([.)])|^([-+=])")
+
+
+def _spans(text: str) -> list[tuple[str, str]]:
+    """(kind, text) pieces: "plain", "code" or "bold".
+
+    Text wrapped whole in a backtick (or in ``**``) whose inside does not pair up is one code
+    span (or bold): "`a`b`" is the code ``a`b`` (a table cell holding a label that has a
+    backtick of its own), not "a" and a stray "b`"."""
+    pieces, pos = [], 0
+    for m in _SPAN.finditer(text):
+        if m.start() > pos:
+            pieces.append(("plain", text[pos:m.start()]))
+        pieces.append(("code", m.group(2)) if m.group(1) else ("bold", m.group(3)))
+        pos = m.end()
+    if pos < len(text):
+        pieces.append(("plain", text[pos:]))
+    if any(kind == "plain" and ("`" in p or "**" in p) for kind, p in pieces):
+        if len(text) > 2 and text[0] == text[-1] == "`" and text[1] != "`" != text[-2]:
+            return [("code", text[1:-1])]
+        if len(text) > 4 and text.startswith("**") and text.endswith("**"):
+            return [("bold", text[2:-2])]
+    return pieces
+
+
+def md_text(text: str) -> str:
+    """Plain text with every Markdown-active character backslash-escaped."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
+def md_code(text: str, in_table: bool = False) -> str:
+    """A code span whose fence is longer than any run of backticks in ``text``. In a table a
+    pipe ends the cell even inside code, so such text is shown escaped instead."""
+    if not text:
+        return ""
+    if in_table and ("|" in text or "\\" in text):
+        return md_text(text)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_inline(value: Any, in_table: bool = False, block: bool = False) -> str:
+    """Text with ``code`` and **bold** as Markdown and nothing else active. ``block``: it
+    starts a line (a paragraph, a list item), where a leading '-', '+', '=' or '1.' would
+    start a list or a heading."""
+    text = printable(value)
+    if block:
+        text = text.strip()
+    out = []
+    for kind, piece in _spans(text):
+        if kind == "code":
+            out.append(md_code(piece, in_table))
+        elif kind == "bold":
+            out.append(f"**{md_text(piece)}**")
+        else:
+            out.append(md_text(piece))
+    joined = "".join(out)
+    if block:
+        joined = _MD_BLOCK_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1)
+                                     else f"\\{m.group(3)}", joined)
+    return joined
+
+
+def inline_html(value: Any) -> str:
+    """Text with ``code`` and **bold** as HTML elements, everything else escaped."""
+    out = []
+    for kind, piece in _spans(printable(value)):
+        text = html.escape(piece, quote=False)
+        out.append(f"<code>{text}</code>" if kind == "code" else
+                   f"<strong>{text}</strong>" if kind == "bold" else text)
+    return "".join(out)
 
 
 def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_inline(value, in_table=True)
 
 
 def _is_num(value: Any) -> bool:
@@ -52,7 +150,7 @@ def _is_num(value: Any) -> bool:
 
 def anchor(text: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to dashes."""
-    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+    return re.sub(r"[^\w\- ]", "", printable(text).lower()).replace(" ", "-")
 
 
 class Doc:
@@ -60,27 +158,27 @@ class Doc:
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.md: list[str] = [f"# {title}", ""]
+        self.md: list[str] = [f"# {md_inline(title, block=True)}", ""]
         self.html: list[str] = [f"<h1>{inline_html(title)}</h1>"]
 
     def heading(self, level: int, text: str) -> None:
-        self.md += [f"{'#' * level} {text}", ""]
+        self.md += [f"{'#' * level} {md_inline(text, block=True)}", ""]
         self.html.append(f'<h{level} id="{anchor(text)}">{inline_html(text)}</h{level}>')
 
     def para(self, text: str, css: str = "") -> None:
-        self.md += [text, ""]
+        self.md += [md_inline(text, block=True), ""]
         cls = f' class="{css}"' if css else ""
         self.html.append(f"<p{cls}>{inline_html(text)}</p>")
 
     def note(self, text: str) -> None:
-        self.md += [f"*{text}*", ""]
+        self.md += [f"*{md_inline(text, block=True)}*", ""]
         self.html.append(f'<p class="note">{inline_html(text)}</p>')
 
     def bullets(self, items: Iterable[str]) -> None:
         items = list(items)
         if not items:
             return
-        self.md += [f"- {i}" for i in items] + [""]
+        self.md += [f"- {md_inline(i, block=True)}" for i in items] + [""]
         self.html.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in items)
                          + "</ul>")
 
@@ -115,12 +213,13 @@ class Doc:
 
     def figure(self, png: str, svg: str, alt: str, caption: str = "") -> None:
         """An image referenced relatively (PNG shown, SVG linked)."""
-        self.md += [f"![{alt}]({png})", ""]
+        self.md += [f"![{md_text(printable(alt))}]({png})", ""]
         if caption:
-            self.md += [f"*{caption}* ([SVG]({svg}))", ""]
+            self.md += [f"*{md_inline(caption, block=True)}* ([SVG]({svg}))", ""]
         self.html.append(
             f'<figure><a href="{html.escape(svg)}"><img src="{html.escape(png)}" '
-            f'alt="{html.escape(alt)}" data-chart="{html.escape(png)}" loading="eager"></a>'
+            f'alt="{html.escape(printable(alt))}" data-chart="{html.escape(png)}" '
+            'loading="eager"></a>'
             + (f"<figcaption>{inline_html(caption)} (click for SVG)</figcaption>"
                if caption else "") + "</figure>")
 
@@ -145,5 +244,5 @@ class Doc:
         body = "\n".join(self.html)
         return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-                f"<title>{html.escape(self.title)}</title>\n<style>\n{CSS}\n</style>\n"
+                f"<title>{html.escape(printable(self.title))}</title>\n<style>\n{CSS}\n</style>\n"
                 f"</head>\n<body>\n{body}\n</body>\n</html>\n")

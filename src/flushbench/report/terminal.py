@@ -1,7 +1,10 @@
 """Numbers -> the terminal: tables with rich, and the lines shown during a run.
 
 Functions here return rich renderables or strings; only the CLI prints them. Text that came
-from a run (case ids, errors, machine names) is never read as rich markup.
+from a run (case ids, errors, machine names, even column names) is never read as rich markup:
+it goes into ``rich.text.Text`` through :func:`text`, which also shows control characters
+escaped (:func:`~flushbench.report.markup.printable`), so no ESC sequence, carriage return or
+bidi override from a run directory reaches the terminal.
 """
 
 from __future__ import annotations
@@ -24,10 +27,16 @@ from ..case import THROUGHPUT_WORKLOADS
 from . import verdicts
 from .compare import display, geo_display, meta_display
 from .format import finding_sentence, fmt_headline, fmt_us, numeric
+from .markup import printable
 
 console = Console(stderr=True)
 if not console.is_terminal:  # logs and CI: do not fold case ids into 80 columns
     console = Console(stderr=True, width=200)
+
+
+def text(value: Any, style: str = "") -> Text:
+    """Run text for a rich table or line: never markup, control characters escaped."""
+    return Text(printable(value), style=style)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -44,12 +53,12 @@ def progress_line(index: int, total: int, case_id: str, row: Mapping[str, Any]) 
         status = fmt_headline(str(row["workload"]), row.get("throughput_bps"))
     else:
         status = f"p50 {fmt_us(row.get('lat_p50_us'))}, p99 {fmt_us(row.get('lat_p99_us'))}"
-    return f"[{index}/{total}] {case_id}: {status}"
+    return printable(f"[{index}/{total}] {case_id}: {status}")
 
 
 def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
     """One run's cases: the headline figures, what reached the wire, and notes."""
-    table = Table(title=Text(title), show_lines=False, header_style="bold")
+    table = Table(title=text(title), show_lines=False, header_style="bold")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("case", "left"), ("Gbit/s", "right"), ("msg/s", "right"), ("p50 us", "right"),
         ("p99 us", "right"), ("segs/msg", "right"), ("calls/msg", "right"),
@@ -62,11 +71,11 @@ def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
         if not row.get("error") and pd.notna(rsd) and rsd > NOISY_RSD:
             note = (note + "; " if note else "") + f"noisy ±{rsd:.0%}"
         bps = numeric(row.get("throughput_bps"))
-        table.add_row(Text(str(row["case"])), _fmt(bps / 1e9, ".3f"),
+        table.add_row(text(row["case"]), _fmt(bps / 1e9, ".3f"),
                       _fmt(row.get("msgs_per_s"), ",.0f"), _fmt(row.get("lat_p50_us"), ".1f"),
                       _fmt(row.get("lat_p99_us"), ".1f"), _fmt(row.get("segs_per_msg"), ".2f"),
                       _fmt(row.get("send_calls_per_msg"), ".2f"),
-                      _fmt(row.get("sndbuf_eff"), ".0f"), Text(note),
+                      _fmt(row.get("sndbuf_eff"), ".0f"), text(note),
                       style="red" if row.get("error") else None)
     return table
 
@@ -89,7 +98,7 @@ def verdict_table(run: StoredRun, cases: Sequence[str] | None = None) -> Table |
         return None
     rounds = sorted({int(r) for r in frame["rounds"] if r})
     shown = "–".join(str(r) for r in (rounds[:1] + rounds[-1:] if len(rounds) > 1 else rounds))
-    table = Table(title=Text(f"{run.label}: each case / its baseline, paired over "
+    table = Table(title=text(f"{run.label}: each case / its baseline, paired over "
                              f"{shown or 'no'} rounds"), box=box.SIMPLE_HEAD, pad_edge=False,
                   show_edge=False, header_style="bold", title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
@@ -103,17 +112,17 @@ def verdict_table(run: StoredRun, cases: Sequence[str] | None = None) -> Table |
         if cell != last_cell:
             if last_cell is not None:
                 table.add_section()
-            table.add_row(Text(f"{r['workload']} {r['setting']}", style="bold"))
+            table.add_row(text(f"{r['workload']} {r['setting']}", style="bold"))
             last_cell = cell
         pair = (r["case"], r["baseline"])
         first = pair != last_pair
         last_pair = pair
         verdict = str(r["verdict"])
-        table.add_row(Text(f" {r['label']}" if first else ""),
-                      Text(str(r["vs_short"]) if first else ""), Text(str(r["metric_label"])),
+        table.add_row(text(f" {r['label']}" if first else ""),
+                      text(r["vs_short"] if first else ""), text(r["metric_label"]),
                       verdicts.fmt_factor(r["ratio"]),
                       verdicts.fmt_interval(r["ci_low"], r["ci_high"]),
-                      Text(verdict, style=VERDICT_STYLES.get(verdict, "")))
+                      text(verdict, style=VERDICT_STYLES.get(verdict, "")))
     return table
 
 
@@ -121,75 +130,75 @@ def noise_line(run: StoredRun) -> Text:
     """The A/A noise floor in one line; a WARNING (red) when a twin came out different."""
     warn, words = verdicts.noise_sentence(noise_floor(run.verdicts))
     if warn:
-        return Text("WARNING: ", style="bold red") + Text(words, style="red")
-    return Text(words)
+        return Text("WARNING: ", style="bold red") + text(words, style="red")
+    return text(words)
 
 
 def quality_lines(frame: pd.DataFrame) -> list[str]:
     """The run's quality findings in plain words (see :mod:`flushbench.analysis.quality`)."""
-    return [finding_sentence(f) for f in findings(frame)]
+    return [printable(finding_sentence(f)) for f in findings(frame)]
 
 
 def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
     """flushbench beside iperf3 and sockperf (``flushbench calibrate``)."""
-    table = Table(title=Text(title), header_style="bold")
+    table = Table(title=text(title), header_style="bold")
     for name in ("metric", "flushbench", "reference", "tool", "ratio", "case"):
         table.add_column(name, justify="left" if name in ("metric", "tool", "case") else "right")
     for row in frame.to_dict("records"):
-        table.add_row(Text(str(row["metric"])), _fmt(row["flushbench"], ".2f"),
-                      _fmt(row["reference"], ".2f"), Text(str(row["tool"])),
-                      _fmt(row["ratio"], ".3f"), Text(str(row["case"])))
+        table.add_row(text(row["metric"]), _fmt(row["flushbench"], ".2f"),
+                      _fmt(row["reference"], ".2f"), text(row["tool"]),
+                      _fmt(row["ratio"], ".3f"), text(row["case"]))
     return table
 
 
-def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Table | str]:
+def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Table | Text]:
     """Rich tables: per compared run, the ratio of ratios (runs with trials) and the absolute
     comparison; then the geometric means, the metadata diff, coverage."""
     from ..analysis.ratios import ratio_frame
     from .compare import DRIFT_NOTE, ratio_display, ratio_summary
 
-    out: list[Table | str] = []
+    out: list[Table | Text] = []
     styles = {"▲": "green", "▼": "red"}
     ratios = ratio_frame(runs)
     for run in runs[1:]:
         rshown = ratio_display(ratios, run.label).drop(columns=["baseline", "metric"])
         if not rshown.empty:
-            table = Table(title=f"{run.label} vs {runs[0].label}: ratio of ratios, each case "
-                          "against its baseline in both runs (the host's drift cancels; "
-                          "throughput for stream/file, p50 latency for rr/wwr/pipeline)",
-                          header_style="bold")
+            table = Table(title=text(f"{run.label} vs {runs[0].label}: ratio of ratios, each "
+                                     "case against its baseline in both runs (the host's "
+                                     "drift cancels; throughput for stream/file, p50 latency "
+                                     "for rr/wwr/pipeline)"), header_style="bold")
             for col in rshown.columns:
-                table.add_column(col, justify="left" if col in ("case", "vs", "verdict")
+                table.add_column(text(col), justify="left" if col in ("case", "vs", "verdict")
                                  else "right", overflow="fold",
                                  min_width=24 if col == "case" else None)
             for _, r in rshown.iterrows():
-                table.add_row(*(Text(str(v)) for v in r), style=styles.get(r["verdict"][:1]))
+                table.add_row(*(text(v) for v in r), style=styles.get(r["verdict"][:1]))
             out.append(table)
-            out.append(ratio_summary(ratios, run.label) + "; every metric (p99, segments) in "
-                       "compare-ratios.csv with --out")
+            out.append(text(ratio_summary(ratios, run.label) + "; every metric (p99, segments) "
+                            "in compare-ratios.csv with --out"))
         shown = display(frame, run.label).drop(columns="metric")
         title = (f"{run.label} vs {runs[0].label} (reference): throughput for "
                  "stream/file, p50 latency for rr/wwr/pipeline")
         if not rshown.empty:
             title += f" — {DRIFT_NOTE}"
-        table = Table(title=title, header_style="bold")
+        table = Table(title=text(title), header_style="bold")
         for col in shown.columns:
-            table.add_column(col, justify="left" if col in ("case", "verdict") else "right",
+            table.add_column(text(col), justify="left" if col in ("case", "verdict") else "right",
                              overflow="fold", min_width=24 if col == "case" else None)
         for _, r in shown.iterrows():
-            table.add_row(*(Text(str(v)) for v in r), style=styles.get(r["verdict"][:1]))
+            table.add_row(*(text(v) for v in r), style=styles.get(r["verdict"][:1]))
         out.append(table)
     for title, data in (("geometric mean per workload", geo_display(frame, runs)),
                         ("what differs between the runs", meta_display(runs, True)),
                         ("cases not in every run (or failed)", coverage(frame))):
         if data.empty:
             continue
-        table = Table(title=title, header_style="bold")
+        table = Table(title=text(title), header_style="bold")
         for col in data.columns:
-            table.add_column(str(col))
+            table.add_column(text(col))
         for row in data.itertuples(index=False):
-            table.add_row(*(Text(str(v)) for v in row))
+            table.add_row(*(text(v) for v in row))
         out.append(table)
-    out.append(f"aligned by {frame.attrs.get('aligned_by', 'case id')}; intervals 95 %; "
-               "ratio = run / reference (throughput: higher is better; latency: lower)")
+    out.append(text(f"aligned by {frame.attrs.get('aligned_by', 'case id')}; intervals 95 %; "
+                    "ratio = run / reference (throughput: higher is better; latency: lower)"))
     return out
