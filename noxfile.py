@@ -83,14 +83,16 @@ PERF_FAST = {
     "repeat": ["--filter", "stream-*", "--filter", "file-*"],  # the throughput cases only
     "breakdown": ["--suite", "smoke"],
     "verdicts": ["--fast"],  # one run, three cells; `-- verdicts` alone: the README's figures
+    "connections": ["--procs", "2"],  # is a stream's speed a property of its connection?
 }
 
 
 @nox.session
 def perf(session: nox.Session) -> None:
-    """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown,verdicts}.py.
+    """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown,verdicts,
+    connections}.py.
 
-        nox -s perf                         # all five in turn, fast settings (PERF_FAST)
+        nox -s perf                         # all six in turn, fast settings (PERF_FAST)
         nox -s perf -- breakdown            # one script, with its own defaults (quick suite)
         nox -s perf -- repeat --suite smoke # one script; the rest goes to it (see --help)
         nox -s perf -- verdicts -o v.json   # A/A false positives, power, repeatability
@@ -106,14 +108,21 @@ def perf(session: nox.Session) -> None:
     session.run("python", f"bench/bench_{name}.py", *args)
 
 
+# Examples per fuzz target in `nox -s fuzz` (CI runs a few dozen): the agent's control
+# protocol and stored runs (show and compare of a damaged run), and the report of a damaged
+# run (fewer: each example draws every chart).
+FUZZ_EXAMPLES = {"FLUSHBENCH_FUZZ_EXAMPLES": "10000", "FLUSHBENCH_FUZZ_REPORT_EXAMPLES": "300"}
+
+
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """Fuzz the agent's control protocol: FLUSHBENCH_FUZZ_EXAMPLES per target (default 10000)."""
+    """Fuzz the agent's control protocol and stored runs (FUZZ_EXAMPLES; the environment
+    overrides them). nox -s fuzz -- -k stored_run: the stored-run targets only."""
     session.install("-e", ".[test]")
     session.run("pytest", "-q", "--hypothesis-show-statistics", "tests/test_agent_fuzz.py",
-                *session.posargs,
-                env={"FLUSHBENCH_FUZZ_EXAMPLES": os.environ.get("FLUSHBENCH_FUZZ_EXAMPLES",
-                                                                "10000")})
+                "tests/test_fuzz_runs.py", *session.posargs,
+                env={name: os.environ.get(name, default)
+                     for name, default in FUZZ_EXAMPLES.items()})
 
 
 @nox.session

@@ -193,7 +193,8 @@ def repeat(b: Bench) -> dict[str, Any] | None:
 def figures(b: Bench, runs: Sequence[StoredRun]) -> dict[str, Any]:
     """A/A counts (paired, and the old test on the same runs) and the power table."""
     verdicts = pd.concat([r.verdicts for r in runs], ignore_index=True)
-    table = vs.power_table(vs.power_rows(verdicts, b.factors))
+    rows = vs.power_rows(verdicts, b.factors)
+    table = vs.power_table(rows)
     overhead = countdown_overhead_ns()
     effect = b.args.min_effect
     return {
@@ -204,7 +205,9 @@ def figures(b: Bench, runs: Sequence[StoredRun]) -> dict[str, Any]:
         "power": {"table": table, "smallest_80": vs.smallest_detected(table),
                   "targets": vs.power_targets(table), "strategies": b.factors,
                   "countdown_ns": overhead,
-                  "countdown_share_max": countdown_share(runs, overhead)}}
+                  "countdown_share_max": countdown_share(runs, overhead),
+                  "tries": rows[["case", "factor", "verdict", "ratio", "ci_low", "ci_high",
+                                 "slowdown"]].to_dict("records")}}
 
 
 def summary(out: Mapping[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ real in-process breakdown of one case (no timing bars)."""
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import re
 import subprocess
@@ -23,7 +24,7 @@ from synthetic import case_data, make_meta, small_cases
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = ["bench_overhead", "bench_wall", "bench_repeat", "bench_breakdown",
-           "bench_verdicts"]
+           "bench_verdicts", "bench_connections"]
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module, _common
 
 
@@ -272,3 +273,18 @@ def test_hostdrift_compares_whole_windows_at_every_offset() -> None:
     assert step["pairs"] == 5 and step["within"] == 2
     assert step["ratio_max"] == pytest.approx(2.0)
     assert drift.agreement([10.0] * 3, run_slices=2) == {"pairs": 0}
+
+
+# -- bench_connections ----------------------------------------------------------------------
+
+def test_connections_compares_real_connections(tmp_path: Path) -> None:
+    """Two connections, two values each, one set: both connections' means are figures, the
+    first is the reference (0 %), and the JSON keeps the spreads."""
+    out = tmp_path / "conns.json"
+    done = run_script(str(BENCH / "bench_connections.py"), "--conns", "2", "--values", "2",
+                      "--procs", "1", "--size", "1K", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "spread of connection means" in done.stdout
+    [got] = json.loads(out.read_text())["sets"]
+    assert got["relative"][0] == 0 and len(got["relative"]) == 2
+    assert got["between_sd"] >= 0 and got["predicted_sd"] > 0

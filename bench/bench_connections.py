@@ -1,0 +1,96 @@
+"""Is a loopback stream's speed a property of its connection? The reason for ``rotate``.
+
+    python bench/bench_connections.py [--size 16K] [--conns 8] [--values 16] [--procs 3]
+                                      [--warmups 0] [-o FILE.json]
+
+One worker-like process (pinned to the last CPU, the peer to the first, as ``flushbench run``
+pins them) opens ``--conns`` identical ``sendall`` stream connections to a real peer and
+measures ``--values`` values of 10 ms on each, interleaved in a fresh order per slot, so every
+connection sees the same host drift. If speed were a property of the process and the moment,
+the connections' mean log time per message would differ only by the values' own noise
+(value sd / sqrt(values)). Printed per set: each connection's mean relative to the first,
+the spread of those means, and the spread the value noise alone predicts. ``--procs`` sets,
+each on new connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from flushbench.case import Case, parse_size  # noqa: E402
+from flushbench.measure.session import Session  # noqa: E402
+from flushbench.procs import PeerProcess  # noqa: E402
+
+VALUE_TIME = 0.01
+
+
+def one_process(case: Case, peer: PeerProcess, conns: int, values: int, warmups: int,
+                rng: random.Random) -> dict[str, float | list[float]]:
+    sessions = [Session.connect(case, peer.addr, 10.0, peer.ticket) for _ in range(conns)]
+    try:
+        n = sessions[0].ops_for(case.op_count, VALUE_TIME)
+        for _ in range(warmups):
+            for s in sessions:
+                s.run_value(n, record=False)
+        logs: list[list[float]] = [[] for _ in sessions]
+        for _ in range(values):  # bounded: values x conns values of ~10 ms
+            order = list(range(conns))
+            rng.shuffle(order)
+            for i in order:
+                sessions[i].run_value(n)
+                v = sessions[i].values[-1]
+                logs[i].append(math.log(v.elapsed_ns / v.msgs))
+    finally:
+        for s in sessions:
+            s.close()
+    means = [statistics.fmean(x) for x in logs]
+    within = statistics.fmean(statistics.stdev(x) for x in logs)
+    return {"relative": [math.expm1(m - means[0]) for m in means],
+            "between_sd": statistics.stdev(means), "value_sd": within,
+            "predicted_sd": within / math.sqrt(values)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=parse_size, default=16384)
+    p.add_argument("--conns", type=int, default=8)
+    p.add_argument("--values", type=int, default=16)
+    p.add_argument("--procs", type=int, default=3)
+    p.add_argument("--warmups", type=int, default=0, help="untimed values per connection")
+    p.add_argument("-o", "--output", type=Path)
+    args = p.parse_args()
+    if not (2 <= args.conns <= 64 and 2 <= args.values <= 200 and 1 <= args.procs <= 20):
+        p.error("--conns 2..64, --values 2..200, --procs 1..20")
+    cpus = sorted(os.sched_getaffinity(0))
+    case = Case("stream", "sendall", args.size, ops=20000)
+    rng = random.Random(1)
+    out = []
+    with PeerProcess("127.0.0.1", cpu=cpus[0]) as peer:
+        os.sched_setaffinity(0, {cpus[-1]})
+        for k in range(args.procs):  # new connections each time
+            got = one_process(case, peer, args.conns, args.values, args.warmups, rng)
+            out.append(got)
+            rel = " ".join(f"{r * 100:+6.1f}" for r in got["relative"])  # type: ignore[union-attr]
+            print(f"set {k}: connections vs the first (%): {rel}\n"
+                  f"        spread of connection means {got['between_sd'] * 100:.1f} %; "
+                  f"the values' noise predicts {got['predicted_sd'] * 100:.1f} %", flush=True)
+    with open("/proc/loadavg") as fh:
+        load = " ".join(fh.read().split()[:3])
+    print(f"load average after: {load}")
+    if args.output:
+        args.output.write_text(json.dumps({"argv": sys.argv, "sets": out, "load": load},
+                                          indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
