@@ -24,7 +24,8 @@ import test_netlab
 from flushbench import netlab
 from flushbench.errors import SetupError, UsageError
 from flushbench.netlab import Netlab, TeardownError, netns
-from flushbench.netlab.teardown import Steps, stop_child
+from flushbench.netlab.teardown import Steps
+from flushbench.procs import stop
 from test_netlab import _assert_gone, _net_inode
 from test_run import flushbench_cli
 
@@ -133,15 +134,15 @@ def test_steps_go_on_past_failures() -> None:
     assert lines[1:] == [f"  {f}" for f in steps.failures]
 
 
-def test_stop_child_is_bounded() -> None:
-    """A killed child that a stopped debugger keeps from being reaped: stop_child gives up
+def test_stop_is_bounded() -> None:
+    """A killed child that a stopped debugger keeps from being reaped: procs.stop gives up
     within seconds with a SetupError, where an unbounded wait() would hang."""
     victim = subprocess.Popen(["sleep", "60"])
     try:
         with stopped_tracer(victim.pid):
             t0 = time.monotonic()
             with pytest.raises(SetupError, match="not reaped .* after SIGKILL"):
-                stop_child(victim, grace=0.5, reap=1.0)
+                stop(victim, grace=0.5, reap=1.0)
             assert time.monotonic() - t0 < 10
     finally:
         victim.kill()

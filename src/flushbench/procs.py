@@ -13,16 +13,24 @@ from typing import Any
 from .errors import SetupError
 from .measure.protocol import new_ticket
 
+REAP_S = 5.0  # after SIGKILL a process ends within milliseconds unless something holds it
 
-def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> int:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; reap it and return its code."""
+
+def stop(proc: subprocess.Popen[Any], grace: float = 5.0, reap: float = REAP_S) -> int:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL and wait at most ``reap`` more;
+    return its exit code. Never an unbounded wait: SetupError if it is still not reaped
+    (a stopped debugger tracing it can hold a killed process)."""
     if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            try:
+                proc.wait(timeout=reap)
+            except subprocess.TimeoutExpired:
+                raise SetupError(f"killed, but not reaped {reap:g} s after SIGKILL (pid "
+                                 f"{proc.pid}): is a stopped debugger tracing it?") from None
     return proc.returncode
 
 

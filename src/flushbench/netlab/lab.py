@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import procs
 from ..errors import SetupError, UsageError
 from . import delayline
 from .linkspec import LinkSpec
@@ -50,7 +51,7 @@ from .state import (
     state_path,
     write_state,
 )
-from .teardown import Steps, TeardownError, program, remove_namespaces, report, stop_child
+from .teardown import Steps, TeardownError, program, remove_namespaces, report
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -168,12 +169,13 @@ class Netlab:
         """Every step, in order, whatever fails: returns the failures (one line each)."""
         steps = Steps(self.name)
         for proc in self._procs:
-            steps(f"stop process {proc.pid} ({program(proc)})", stop_child, proc)
+            steps(f"stop process {proc.pid} ({program(proc)})", procs.stop, proc, 2.0)
         if self._lifeline is not None:  # the relay exits by itself once this pipe closes
             steps("close the relay's lifeline", os.close, self._lifeline)
             self._lifeline = None
         if self._relay:
-            steps(f"stop the delay-line relay (pid {self._relay.pid})", stop_child, self._relay)
+            steps(f"stop the delay-line relay (pid {self._relay.pid})", procs.stop, self._relay,
+                  2.0)
         remove_namespaces(steps, self._made)
         if self._own_record and steps.failures:
             steps("keep the lab's record", self._save, failed=steps.failures)

@@ -16,9 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SetupError
-from .netns import remove_ns, start_time, stop_ns_pids
-
-REAP_S = 5.0  # after SIGKILL a process ends within milliseconds unless something holds it
+from .netns import remove_ns, stop_ns_pids
 
 
 class TeardownError(SetupError):
@@ -64,26 +62,6 @@ def remove_namespaces(steps: Steps, names: list[str]) -> None:
     for ns in names:
         steps(f"stop the processes in {ns}", stop_ns_pids, ns)
         steps(f"delete namespace {ns}", remove_ns, ns)
-
-
-def stop_child(proc: subprocess.Popen[Any], grace: float = 2.0, reap: float = REAP_S) -> None:
-    """SIGTERM, SIGKILL after *grace* s, then wait at most *reap* s; SetupError if it is not
-    reaped by then (never an unbounded wait)."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace)
-        return
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    try:
-        proc.wait(reap)
-    except subprocess.TimeoutExpired:
-        if start_time(proc.pid) is None:  # a zombie that another process (a tracer) holds
-            raise SetupError(f"killed, but not reaped {reap:g} s after SIGKILL: is a stopped "
-                             "debugger tracing it?") from None
-        raise SetupError(f"still running {reap:g} s after SIGKILL") from None
 
 
 def program(proc: subprocess.Popen[Any]) -> str:
