@@ -105,7 +105,10 @@ def numbers(frame: pd.DataFrame, columns: Iterable[str], path: Path, whole: Iter
     whole, required, within = set(whole), set(required), dict(within or {})
     for col in columns:
         raw = frame[col]
-        nums = pd.to_numeric(raw, errors="coerce")
+        try:
+            nums = pd.to_numeric(raw, errors="coerce")
+        except OverflowError:  # pandas gives up on an integer past 64 bits: cell by cell
+            nums = pd.Series([_as_float(v) for v in raw], index=raw.index, dtype="float64")
         if nums.dtype == bool:
             nums = nums.astype("float64")
         values = nums.to_numpy(dtype=float, na_value=np.nan)
@@ -137,6 +140,15 @@ def numbers(frame: pd.DataFrame, columns: Iterable[str], path: Path, whole: Iter
         out[col] = nums.mask(np.isinf(values)) if inf_as_missing and np.isinf(values).any() \
             else nums
     return out
+
+
+def _as_float(value: Any) -> float:
+    """A cell as a float; NaN where it is not one (text, or an integer past a float's range,
+    which then refuses the file as "not a number")."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
 
 
 def _nan_text(value: Any) -> bool:
