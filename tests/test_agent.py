@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ from flushbench.remote import protocol as proto
 from flushbench.remote.client import RemotePeer, SshAgent, read_token
 
 SRC = str(Path(proto.__file__).parents[2])
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TOKEN = secrets.token_hex(32).encode()  # what `flushbench agent --new-token` writes
 
 
@@ -33,6 +35,13 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the agent gets SIGTERM when this test process goes away, even when it is
+    killed (its fixtures' clean-up never runs then); the agent's peers follow it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def write_token(path: Path, token: bytes = TOKEN) -> Path:
@@ -68,7 +77,8 @@ class AgentProc:
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(
                 [*prefix, sys.executable, "-m", "flushbench", "agent", "--port", "0", *args],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=child_env())
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=child_env(),
+                preexec_fn=die_with_parent)
         try:
             assert self.proc.stdout is not None
             readable, _, _ = select.select([self.proc.stdout], [], [], 30)
