@@ -84,20 +84,22 @@ PERF_FAST = {
     "breakdown": ["--suite", "smoke"],
     "verdicts": ["--fast"],  # one run, three cells; `-- verdicts` alone: the README's figures
     "connections": ["--procs", "2"],  # is a stream's speed a property of its connection?
+    "iperf": ["--rounds", "3"],  # the best single stream against iperf3, round by round
 }
 
 
 @nox.session
 def perf(session: nox.Session) -> None:
     """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown,verdicts,
-    connections}.py.
+    connections,iperf}.py.
 
-        nox -s perf                         # all six in turn, fast settings (PERF_FAST)
+        nox -s perf                         # all seven in turn, fast settings (PERF_FAST)
         nox -s perf -- breakdown            # one script, with its own defaults (quick suite)
         nox -s perf -- repeat --suite smoke # one script; the rest goes to it (see --help)
         nox -s perf -- verdicts -o v.json   # A/A false positives, power, repeatability
     """
     session.install("-e", ".")
+    _ensure_system_tools(session)  # iperf3 for bench_iperf.py
     if not session.posargs:
         for name, args in PERF_FAST.items():
             session.run("python", f"bench/bench_{name}.py", *args)

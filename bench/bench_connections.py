@@ -8,9 +8,10 @@ pins them) opens ``--conns`` identical ``sendall`` stream connections to a real 
 measures ``--values`` values of 10 ms on each, interleaved in a fresh order per slot, so every
 connection sees the same host drift. If speed were a property of the process and the moment,
 the connections' mean log time per message would differ only by the values' own noise
-(value sd / sqrt(values)). Printed per set: each connection's mean relative to the first,
-the spread of those means, and the spread the value noise alone predicts. ``--procs`` sets,
-each on new connections.
+(value sd / sqrt(values)). Printed per set: each connection's mean time per message relative
+to the first's, its data segments per message (TCP_INFO data_segs_out over its values) and
+how the two correlate, the spread of the means, and the spread the value noise alone
+predicts. ``--procs`` sets, each on new connections.
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from flushbench.case import Case, parse_size  # noqa: E402
+from flushbench.measure import sockopts  # noqa: E402
 from flushbench.measure.session import Session  # noqa: E402
 from flushbench.procs import PeerProcess  # noqa: E402
 
 VALUE_TIME = 0.01
+
+
+def _corr(x: list[float], y: list[float]) -> float:
+    """Pearson's r, NaN where either side does not vary."""
+    try:
+        return statistics.correlation(x, y)
+    except statistics.StatisticsError:
+        return math.nan
 
 
 def one_process(case: Case, peer: PeerProcess, conns: int, values: int, warmups: int,
@@ -42,19 +52,25 @@ def one_process(case: Case, peer: PeerProcess, conns: int, values: int, warmups:
             for s in sessions:
                 s.run_value(n, record=False)
         logs: list[list[float]] = [[] for _ in sessions]
+        segs, msgs = [0] * conns, [0] * conns
         for _ in range(values):  # bounded: values x conns values of ~10 ms
             order = list(range(conns))
             rng.shuffle(order)
             for i in order:
+                before = sockopts.tcp_info(sessions[i].sock).get("data_segs_out", 0)
                 sessions[i].run_value(n)
+                segs[i] += sockopts.tcp_info(sessions[i].sock).get("data_segs_out", 0) - before
                 v = sessions[i].values[-1]
+                msgs[i] += v.msgs
                 logs[i].append(math.log(v.elapsed_ns / v.msgs))
     finally:
         for s in sessions:
             s.close()
     means = [statistics.fmean(x) for x in logs]
     within = statistics.fmean(statistics.stdev(x) for x in logs)
-    return {"relative": [math.expm1(m - means[0]) for m in means],
+    return {"relative": [math.expm1(m - means[0]) for m in means],  # time per message
+            "segs_per_msg": [k / m if m else math.nan for k, m in zip(segs, msgs)],
+            "time_segs_r": _corr(means, [k / max(1, m) for k, m in zip(segs, msgs)]),
             "between_sd": statistics.stdev(means), "value_sd": within,
             "predicted_sd": within / math.sqrt(values)}
 
@@ -80,7 +96,11 @@ def main() -> int:
             got = one_process(case, peer, args.conns, args.values, args.warmups, rng)
             out.append(got)
             rel = " ".join(f"{r * 100:+6.1f}" for r in got["relative"])  # type: ignore[union-attr]
-            print(f"set {k}: connections vs the first (%): {rel}\n"
+            seg = " ".join(f"{x:6.3f}" for x in got["segs_per_msg"])  # type: ignore[union-attr]
+            print(f"set {k}: time per message vs the first connection's (%): {rel}\n"
+                  f"        their data segments per message:  {seg}\n"
+                  f"        correlation of time per message and segments per message: "
+                  f"r = {got['time_segs_r']:+.2f}\n"
                   f"        spread of connection means {got['between_sd'] * 100:.1f} %; "
                   f"the values' noise predicts {got['predicted_sd'] * 100:.1f} %", flush=True)
     with open("/proc/loadavg") as fh:

@@ -1,0 +1,158 @@
+"""How close does flushbench's best single-connection stream get to iperf3, and where is the rest?
+
+    python bench/bench_iperf.py [--size 128K] [--rounds 8] [--seconds 1]
+                                [--value-times 0.01,0.1] [-o FILE.json]
+    nox -s perf -- iperf [ARGS]
+
+Round by round, in a fresh random order per round: one ``iperf3 -c -l SIZE -t SECONDS`` run
+and, for each value time V of ``--value-times``, about SECONDS of flushbench values of the
+case ``stream-sendmsg-sSIZE-p2-nd0-sbauto-loopback`` (one ``sendmsg`` per message, no
+user-space copy, as iperf3 writes) on a new connection. Both sides are pinned as
+``flushbench run`` pins them: the sender on the last CPU, the receiver (the iperf3 server,
+the flushbench peer) on the first. So each flushbench figure has an iperf3 figure measured
+seconds away, and the ratio per round is paired; printed: the median ratio per value time
+with its range over rounds.
+
+A flushbench value ends when the peer has confirmed every byte, so each value pays one drain
+of the bytes in flight (the socket buffers, megabytes when autotuned) and starts with an
+empty pipe; iperf3 streams for whole seconds. The value times show that cost: it shrinks
+as the values get longer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from _common import load_line  # noqa: E402
+
+from flushbench import procs  # noqa: E402
+from flushbench.case import Case, parse_size, size_label  # noqa: E402
+from flushbench.measure.session import Session  # noqa: E402
+from flushbench.procs import PeerProcess  # noqa: E402
+
+IPERF_GRACE_S = 30.0  # an iperf3 client run may take this much longer than asked, at most
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int) -> float:
+    """One iperf3 run over loopback, pinned: its receiver's bits per second."""
+    port = free_port()
+    server = subprocess.Popen(["taskset", "-c", str(server_cpu), "iperf3", "-s", "-1",
+                               "-B", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = ""
+        for _ in range(50):  # the server needs a moment to listen: retry the client
+            got = subprocess.run(["taskset", "-c", str(client_cpu), "iperf3", "-c",
+                                  "127.0.0.1", "-p", str(port), "-l", str(size), "-t",
+                                  str(seconds), "-J"], capture_output=True, text=True,
+                                 timeout=seconds + IPERF_GRACE_S)
+            out = got.stdout
+            if got.returncode == 0:
+                break
+            time.sleep(0.05)
+        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+    finally:
+        procs.stop(server, 2.0)
+
+
+def flushbench_bps(case: Case, peer: PeerProcess, seconds: float, value_time: float) -> float:
+    """About ``seconds`` of values of ``value_time`` on one new connection: bits per second
+    over the values (each ends when the peer has confirmed every byte)."""
+    session = Session.connect(case, peer.addr, 10.0, peer.ticket)
+    try:
+        n = session.ops_for(1 << 30, value_time)
+        session.run_value(n, record=False)  # one untimed value, as a run's warm-up
+        values = max(1, round(seconds / value_time))
+        for _ in range(values):  # bounded: ~seconds in all
+            session.run_value(session.ops_for(1 << 30, value_time))
+        sent = sum(v.msgs for v in session.values) * case.msg_size
+        elapsed = sum(v.elapsed_ns for v in session.values) / 1e9
+        return 8 * sent / elapsed
+    finally:
+        session.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=parse_size, default=131072)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--seconds", type=int, default=1, help="per measurement (whole seconds)")
+    p.add_argument("--value-times", default="0.01,0.1",
+                   help="flushbench value times to compare, in seconds")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("-o", "--output", type=Path)
+    args = p.parse_args()
+    try:
+        value_times = [float(v) for v in args.value_times.split(",")]
+    except ValueError:
+        p.error(f"--value-times takes seconds separated by commas, got {args.value_times!r}")
+    if not (1 <= args.rounds <= 50 and 1 <= args.seconds <= 10
+            and all(0.001 <= v <= 1.0 for v in value_times)):
+        p.error("--rounds 1..50, --seconds 1..10, --value-times each 0.001..1")
+    for tool in ("iperf3", "taskset"):
+        if shutil.which(tool) is None:
+            p.error(f"{tool} is not installed (apt-get install iperf3 util-linux)")
+    cpus = sorted(os.sched_getaffinity(0))
+    client_cpu, server_cpu = cpus[-1], cpus[0]
+    case = Case("stream", "sendmsg", args.size, ops=1 << 20)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
+    rng = random.Random(seed)
+    before = load_line()
+    start = time.perf_counter()
+    rows: list[dict[str, float | int | str]] = []
+    with PeerProcess("127.0.0.1", cpu=server_cpu) as peer:
+        os.sched_setaffinity(0, {client_cpu})
+        for r in range(args.rounds):
+            jobs = ["iperf3", *(f"flushbench@{v:g}" for v in value_times)]
+            rng.shuffle(jobs)
+            got: dict[str, float] = {}
+            for job in jobs:
+                if job == "iperf3":
+                    got[job] = iperf3_bps(args.size, args.seconds, client_cpu, server_cpu)
+                else:
+                    got[job] = flushbench_bps(case, peer, args.seconds,
+                                              float(job.split("@")[1]))
+            rows.append({"round": r, "order": " ".join(jobs), **got})
+            line = "  ".join(f"{k} {v / 1e9:6.2f}" for k, v in sorted(got.items()))
+            print(f"round {r}: Gbit/s  {line}", flush=True)
+    summary = {}
+    print(f"\n{case.id} against iperf3 -l {size_label(args.size)}, {args.rounds} rounds:")
+    for v in value_times:
+        key = f"flushbench@{v:g}"
+        ratios = [float(row[key]) / float(row["iperf3"]) for row in rows]
+        med = statistics.median(ratios)
+        summary[key] = {"median": med, "min": min(ratios), "max": max(ratios),
+                        "geomean": math.exp(statistics.fmean(math.log(x) for x in ratios))}
+        print(f"  values of {v * 1000:g} ms: {med:.3f}x iperf3 (median; "
+              f"range {min(ratios):.3f}-{max(ratios):.3f})")
+    after = load_line()
+    print(f"{before}; after: {after}; {time.perf_counter() - start:.0f} s; seed {seed}")
+    if args.output:
+        args.output.write_text(json.dumps({"argv": sys.argv, "seed": seed, "case": case.id,
+                                           "before": before, "after": after, "rows": rows,
+                                           "summary": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
