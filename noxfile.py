@@ -39,14 +39,14 @@ def _ensure_system_tools(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite; fails on zero collected tests (pytest exit 5)."""
     _ensure_system_tools(session)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,loops]")
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the quick suite on loopback (posargs go to `flushbench run`) and report it."""
-    session.install("-e", ".")
+    session.install("-e", ".[loops]")
     session.run("flushbench", "run", "--report", *session.posargs)
 
 
@@ -137,7 +137,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict over the package (settings in pyproject.toml)."""
-    session.install("-e", ".[typing]")
+    session.install("-e", ".[typing,loops]")
     session.run("mypy", *(session.posargs or []))
 
 
