@@ -76,7 +76,9 @@ def test_the_layout_is_there() -> None:
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if _in(m, "flushbench.measure")))
 def test_measure_imports_only_stdlib_pyperf_and_base(name: str) -> None:
-    """measure/ runs in every worker and peer: stdlib, pyperf and the base modules only."""
+    """measure/ runs in every worker and peer: stdlib, pyperf and the base modules only;
+    the uvloop and trio drivers their optional loop (imported only when that driver runs)."""
+    optional = DRIVER_LOOPS.get(name, ())
     for module in IMPORTS[name]:
         top = module.split(".")[0]
         if top == "flushbench":
@@ -84,8 +86,22 @@ def test_measure_imports_only_stdlib_pyperf_and_base(name: str) -> None:
                 f"{name} imports {module}, a layer above measure"
         else:
             # _typeshed exists only for type checkers (imported under TYPE_CHECKING)
-            assert top in sys.stdlib_module_names or top in ("pyperf", "_typeshed"), \
+            assert top in sys.stdlib_module_names or top in ("pyperf", "_typeshed", *optional), \
                 f"{name} imports {module}: measure/ takes the standard library and pyperf only"
+
+
+DRIVER_LOOPS = {"flushbench.measure.drivers.aio": ("uvloop",),
+                "flushbench.measure.drivers.trio_driver": ("trio",)}
+
+
+def test_optional_loops_are_imported_only_by_their_drivers() -> None:
+    """Opening a worker never imports uvloop or trio (the drivers package imports them
+    only when one of those drivers is opened)."""
+    code = ("import sys, flushbench.measure.visit, flushbench.measure.drivers; "
+            "print(sorted(m for m in ('uvloop', 'trio', 'asyncio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if _in(m, "flushbench.analysis")))
