@@ -51,7 +51,7 @@ def descendants() -> set[int]:
 
 
 def listening_sockets() -> set[int]:
-    """Inodes of TCP sockets in LISTEN state held open by this process."""
+    """Inodes of TCP and AF_UNIX sockets in LISTEN state held open by this process."""
     mine = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -70,6 +70,14 @@ def listening_sockets() -> set[int]:
             cols = line.split()
             if cols[3] == "0A" and int(cols[9]) in mine:
                 listening.add(int(cols[9]))
+    try:  # AF_UNIX: Flags has __SO_ACCEPTCON (0x10000) on a listening socket
+        lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        lines = []
+    for line in lines:
+        cols = line.split()
+        if len(cols) >= 7 and int(cols[3], 16) & 0x10000 and int(cols[6]) in mine:
+            listening.add(int(cols[6]))
     return listening
 
 

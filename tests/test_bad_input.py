@@ -49,7 +49,7 @@ def a_run(tmp_path: Path) -> Path:
 
 CASES = {
     "unknown suite": (["run", "--suite", "nope"], "flushbench: error: unknown suite 'nope'; "
-                      "expected a .toml file or one of: full, quick, smoke, wan"),
+                      "expected a .toml file or one of: full, quick, smoke, tls, wan"),
     "unknown option": (["run", "--bogus"],
                        "flushbench: error: unrecognized arguments: --bogus "
                        "(see 'flushbench --help')"),
@@ -67,7 +67,7 @@ CASES = {
     "resume with suite": (["run", "--resume", "/tmp", "--suite", "smoke"],
                           "flushbench: error: --resume measures the rest as the run it resumes "
                           "was measured (suite, filters, directory, rounds, values, seed, loops, "
-                          "pinning, peer); drop the other run options"),
+                          "pinning, peer, transport); drop the other run options"),
     "bad plugin": (["run", "--strategy-plugin", "nocolon"],
                    "flushbench: error: --strategy-plugin 'nocolon': expected module:Class"),
     "peer and link": (["run", "--peer", "127.0.0.1:1", "--link", "delay=1ms"],

@@ -64,8 +64,12 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     assert sorted(suite.get_benchmark_names()) == sorted(frame["case"])
     for bench in suite.get_benchmarks():  # one pyperf run per round: 8 values, or 2 for a
         slow = "-wwr-sendall-s64-p2-nd0-" in f"-{bench.get_name()}"  # slow (trap) case
-        assert bench.get_unit() == "second" and bench.get_nvalue() == (10 if slow else 40)
-        assert len(bench.get_runs()) == 5
+        per_round = [len(run.values) for run in bench.get_runs()]
+        assert bench.get_unit() == "second" and len(per_round) == 5
+        # any trial whose operation takes most of a value runs 2 values in a row (a stall
+        # on a busy machine can make a stream's trial slow too); the trap case always does
+        assert set(per_round) == {2} if slow else set(per_round) <= {8, 2}, per_round
+        assert slow or per_round.count(8) >= 3, per_round
     trials = pd.read_csv(smoke_run / "trials.csv")
     assert len(trials) == 9 * 5 and set(trials["round"]) == set(range(5))
     assert trials.groupby("round")["case"].nunique().eq(9).all()

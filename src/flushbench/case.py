@@ -19,7 +19,8 @@ from .errors import UsageError
 WORKLOADS = ("stream", "rr", "wwr", "pipeline", "file")
 THROUGHPUT_WORKLOADS = ("stream", "file")  # judged by bytes/s; the others by latency
 ONE_WAY_WORKLOADS = THROUGHPUT_WORKLOADS  # no reply per operation
-TRANSPORTS = ("loopback", "loopback6", "emulated", "remote")
+TRANSPORTS = ("loopback", "loopback6", "emulated", "remote", "unix")
+LOCAL_ONLY = ("unix",)  # AF_UNIX reaches this host only: never a --peer or --link run
 HEADER_SIZE = 4  # every message starts with a 4-byte big-endian length header
 
 # Operations per timed value (a count cap; a value also stops at the suite's value_time).
@@ -28,6 +29,7 @@ MAX_SIZE = 64 * 1024 * 1024  # largest message or file one operation may move
 MAX_OPS = 10_000_000
 MAX_BATCH = 4096
 MAX_PARTS = 64
+TLS_VERSIONS = ("1.2", "1.3")  # the tls_version a case may ask for (1.3 unless said)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,10 @@ class Case:
     # The A/A control: the same code as the case without it, under a second label (id suffix
     # "-twin"), measured in the same rounds to show the run's own noise floor.
     twin: bool = False
+    # TLS over the TCP connection (ssl.SSLContext on the client, the peer serves TLS); the
+    # version only counts with tls on (a tls-off case always holds the default).
+    tls: bool = False
+    tls_version: str = "1.3"
     # How it is measured, not what: not part of the id.
     ops: int = field(default=0, compare=False)
 
@@ -121,6 +127,11 @@ class Case:
                  f"{name} must be a whole number >= 0, got {value!r}")
         need(isinstance(self.nodelay, bool), f"nodelay must be true or false, got {self.nodelay!r}")
         need(isinstance(self.twin, bool), f"twin must be true or false, got {self.twin!r}")
+        need(isinstance(self.tls, bool), f"tls must be true or false, got {self.tls!r}")
+        need(self.tls_version in TLS_VERSIONS, f"tls_version must be \"1.2\" or \"1.3\" (a "
+             f"string), got {self.tls_version!r}")
+        if not self.tls:  # one tls-off case, whatever tls_version a matrix paired it with
+            object.__setattr__(self, "tls_version", TLS_VERSIONS[-1])
         need(1 <= self.parts <= MAX_PARTS, f"parts must be 1..{MAX_PARTS}, got {self.parts}")
         need(1 <= self.batch <= MAX_BATCH, f"batch must be 1..{MAX_BATCH}, got {self.batch}")
         need(self.msg_size <= MAX_SIZE, f"msg_size must be <= {MAX_SIZE}, got {self.msg_size}")
@@ -177,16 +188,18 @@ class Case:
             bits.append(f"k{self.batch}")
         if self.buffer:
             bits.append("b" + size_id(self.buffer))
+        if self.tls:  # only then: every id without TLS stays as it was
+            bits.append("tls" + self.tls_version.replace(".", ""))
         bits.append(self.transport)
         if self.twin:
             bits.append("twin")
         return "-".join(bits)
 
     def sort_key(self) -> tuple[str, int, str, int, int, bool, int, int, int, int, int, int,
-                                bool]:
+                                bool, str, bool]:
         return (self.transport, WORKLOADS.index(self.workload), self.strategy, self.msg_size,
                 self.parts, self.nodelay, self.sndbuf, self.rcvbuf, self.notsent_lowat,
-                self.reply, self.batch, self.buffer, self.twin)
+                self.reply, self.batch, self.buffer, self.tls, self.tls_version, self.twin)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,6 +214,21 @@ class Case:
 
     def with_transport(self, transport: str) -> Case:
         return dataclasses.replace(self, transport=transport)
+
+    def option_unavailable(self) -> str | None:
+        """Why an option of this case cannot be set on its transport, or None.
+
+        On ``unix`` (AF_UNIX) there is no TCP level: TCP_NODELAY and TCP_NOTSENT_LOWAT do not
+        exist there (the kernel says EOPNOTSUPP). nodelay=false is what an AF_UNIX socket
+        does anyway, so it stays; SO_SNDBUF and SO_RCVBUF are socket-level and apply.
+        """
+        if self.transport != "unix":
+            return None
+        if self.nodelay:
+            return "TCP_NODELAY is a TCP option (an AF_UNIX socket is not a TCP socket)"
+        if self.notsent_lowat:
+            return "TCP_NOTSENT_LOWAT is a TCP option (an AF_UNIX socket is not a TCP socket)"
+        return None
 
 
 CASE_KEYS = tuple(f.name for f in dataclasses.fields(Case))

@@ -128,6 +128,10 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                           "--new-token F'; mode 600)")
     run.add_argument("--link", metavar="SPEC",
                      help="emulated hosts: e.g. rate=100mbit,delay=10ms or a profile (root)")
+    run.add_argument("--transport", choices=("loopback", "unix"),
+                     help="measure every case over this local transport (default: each case's "
+                          "own, loopback unless the suite says unix); unix: AF_UNIX sockets, "
+                          "not with --peer or --link")
     run.add_argument("--report", action="store_true",
                      help="build the run's report in RUN/report when it finishes")
 

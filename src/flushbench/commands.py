@@ -28,10 +28,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
                         or args.rounds or args.values or args.loops_file or args.pin is not None
                         or args.seed is not None
-                        or args.peer or args.link):
+                        or args.peer or args.link or args.transport):
         raise UsageError("--resume measures the rest as the run it resumes was measured "
                          "(suite, filters, directory, rounds, values, seed, loops, pinning, "
-                         "peer); "
+                         "peer, transport); "
                          "drop the other run options")
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
@@ -40,7 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       rounds=args.rounds, values=args.values, seed=args.seed,
                       min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,
-                      inherit_environ=args.inherit_environ)
+                      inherit_environ=args.inherit_environ,
+                      transport=args.transport or "loopback")
     if args.dry_run:
         return _dry_run(opts)
     outcomes = run(opts, lambda suite, plan: RunProgress(suite, plan, args.quiet, console))
@@ -55,7 +56,10 @@ def _dry_run(opts: RunOptions) -> int:
     from .results import read_meta
     from .run.estimate import VISIT_START_S, estimate_case_s
     from .run.options import prepare_suite
+    from .run.targets import targets
 
+    if not opts.resume:
+        targets(opts.peers, opts.link, True, None, opts.transport)  # bad combinations: now
     suite = prepare_suite(opts, read_meta(opts.resume) if opts.resume else None)
     rtt = 0.0
     if opts.link:
@@ -69,6 +73,8 @@ def _dry_run(opts: RunOptions) -> int:
             est = estimate_case_s(case, suite, rtt)
             total += est
             print(f"{case.id}\t~{est:.1f} s")
+    for case_id, why in suite.skipped:
+        print(f"{case_id}\tskipped: {why}")
     twins = sum(c.twin for cell in groups for c in cell.cases)
     print(f"{len(suite.cases)} cases and {twins} A/A twins in {len(groups)} cells, "
           f"{suite.rounds} rounds x {suite.values} values per trial: estimated "
@@ -151,6 +157,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, cls in strategies.REGISTRY.items():
         why = cls.unavailable()
         print(f"  {name:<10} {cls.summary}" + (f"  [unavailable: {why}]" if why else ""))
+        tls = f"unavailable over TLS: {cls.tls_unavailable}" if cls.tls_unavailable \
+            else cls.tls_note  # sendmsg, msg_more: SSLSocket refuses them; sendfile falls back
+        if tls:
+            print(f"  {'':<10} {tls}")
     print("workloads:")
     for name in WORKLOADS:
         print(f"  {name}")

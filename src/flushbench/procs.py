@@ -11,6 +11,8 @@ import sys
 from typing import Any
 
 from .errors import SetupError
+from .measure import unixsock
+from .measure.peer import TLS_CERT_ENV
 from .measure.protocol import new_ticket
 
 REAP_S = 5.0  # after SIGKILL a process ends within milliseconds unless something holds it
@@ -40,13 +42,27 @@ class PeerProcess:
     ``ticket`` (a fresh one unless given) is what every data hello must present; the peer
     gets it as the first line on its stdin, never in its argv (any local user reads those).
     The stdin pipe then stays open: the peer exits when it closes.
+
+    ``unix``: the peer also listens on an AF_UNIX socket (:attr:`unix_path`) in a private
+    directory made here (mode 0700) and removed by :meth:`close`, also after a SIGKILL.
+    ``tls_cert``: the peer serves TLS with this certificate and key (see run/tlsca.py).
     """
 
     def __init__(self, bind: str = "127.0.0.1", cpu: int | None = None,
                  prefix: list[str] | None = None, ready_timeout: float = 20.0, *,
                  max_seconds: float | None = None, max_bytes: int | None = None,
-                 allow_from: str | None = None, ticket: str | None = None) -> None:
+                 allow_from: str | None = None, ticket: str | None = None,
+                 unix: bool = False, tls_cert: str | None = None) -> None:
         argv = [*(prefix or []), sys.executable, "-m", "flushbench.measure.peer", "--bind", bind]
+        self.unix_dir = unixsock.private_dir() if unix else None
+        self.unix_path: str | None = None
+        if self.unix_dir is not None:
+            try:
+                self.unix_path = unixsock.socket_path(self.unix_dir)
+            except BaseException:
+                unixsock.remove_dir(self.unix_dir)
+                raise
+            argv += ["--unix", self.unix_path]
         if cpu is not None:
             argv += ["--cpu", str(cpu)]
         if max_seconds is not None:
@@ -56,8 +72,16 @@ class PeerProcess:
         if allow_from is not None:
             argv += ["--allow-from", allow_from]
         self.ticket = ticket or new_ticket()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=child_env())
+        try:
+            env = child_env()
+            if tls_cert:  # the path of its certificate and key: not in argv (see peer.py)
+                env[TLS_CERT_ENV] = tls_cert
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         env=env)
+        except BaseException:
+            if self.unix_dir is not None:
+                unixsock.remove_dir(self.unix_dir)
+            raise
         try:
             assert self.proc.stdin is not None
             with contextlib.suppress(OSError):  # a peer that died at once: _read_ready says why
@@ -92,11 +116,15 @@ class PeerProcess:
 
     def close(self) -> None:
         proc = self.proc
-        stop(proc)
-        for stream in (proc.stdin, proc.stdout):
-            with contextlib.suppress(OSError):
-                if stream:
-                    stream.close()
+        try:
+            stop(proc)
+        finally:
+            for stream in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    if stream:
+                        stream.close()
+            if self.unix_dir is not None:  # ours, not the peer's: it may have been killed
+                unixsock.remove_dir(self.unix_dir)
 
     def __enter__(self) -> PeerProcess:
         return self

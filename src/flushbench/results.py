@@ -40,7 +40,8 @@ from .untrusted import (
 SCHEMA_VERSION = 2  # 2: interleaved rounds (trials.csv, verdicts.csv, twin column)
 
 CASE_COLUMNS = ["case", "workload", "strategy", "nodelay", "sndbuf", "rcvbuf", "notsent_lowat",
-                "msg_size", "parts", "reply", "batch", "buffer", "transport", "twin"]
+                "msg_size", "parts", "reply", "batch", "buffer", "transport", "twin", "tls",
+                "tls_version"]
 METRIC_COLUMNS = [
     "throughput_bps",  # payload bits per second sent by the client
     "msgs_per_s",
@@ -57,10 +58,17 @@ METRIC_COLUMNS = [
     "msgs", "bytes", "values", "loops", "duration_s",
     "host_speed",  # the host's CPU speed around the case: million loops/s (hostspeed.py)
     "error",  # empty for a finished case; the reason for a failed one
+    # TLS cases only (empty otherwise): see measure/tls.py
+    "tls_records_per_msg",  # TLS records per message: tls_overhead_bytes_per_msg / tls_record_bytes
+    "tls_overhead_bytes_per_msg",  # wire bytes (tcpi_bytes_sent) over the payload, per message
+    "tls_record_bytes",  # what one record adds, from the version and cipher (22 for TLS 1.3)
+    "tls_cipher",  # the negotiated version and cipher
+    "tls_handshake_us",  # the handshake of the case's last trial (never inside a value)
 ]
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
-STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error"}
-BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin"}
+STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error",
+                  "tls_version", "tls_cipher"}
+BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin", "tls"}
 NUMBER_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS | BOOL_COLUMNS]
 # whole numbers of bytes or counts: the case's parameters (msg_size in every row) and what
 # the kernel and the loops counted
@@ -94,6 +102,8 @@ class ResultRow(TypedDict, total=False):
     buffer: int
     transport: str
     twin: bool
+    tls: bool
+    tls_version: str  # "" without TLS
     throughput_bps: float
     msgs_per_s: float
     rate_rsd: float
@@ -106,7 +116,7 @@ class ResultRow(TypedDict, total=False):
     lat_samples: int
     send_calls_per_msg: float
     segs_per_msg: float | None
-    retrans: int
+    retrans: int | None
     rtt_us: int | None
     cpu_s_per_gb_client: float
     cpu_s_per_gb_peer: float
@@ -122,6 +132,11 @@ class ResultRow(TypedDict, total=False):
     duration_s: float
     host_speed: float | None
     error: str
+    tls_records_per_msg: float | None
+    tls_overhead_bytes_per_msg: float | None
+    tls_record_bytes: int | None
+    tls_cipher: str
+    tls_handshake_us: float | None
 
 
 # -- atomic file writes -------------------------------------------------------------------
@@ -291,7 +306,8 @@ def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataF
                            "flushbench table")
     for col in COLUMNS:  # older schemas: add what they did not have
         if col not in frame.columns:
-            frame[col] = False if col == "twin" else pd.NA  # schema 1 had no twins
+            # schema 1 had no twins; runs before TLS had no TLS cases
+            frame[col] = False if col in ("twin", "tls") else pd.NA
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
     for col in STRING_COLUMNS:
         frame[col] = frame[col].fillna("").astype(str)

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from .case import Case
 from .errors import SetupError
-from .measure import strategies
+from .measure import strategies, unixsock
 from .measure.aiosession import flush_transport
 from .measure.loops import make_parts
 from .measure.strategies import AsyncStrategy, Buffer, Strategy
@@ -31,7 +31,7 @@ __all__ = ["DEFAULT_TIMEOUT", "TRANSPORTS", "NotApplicable", "StrategyUnavailabl
            "socket_pair"]
 
 DEFAULT_TIMEOUT = 30.0  # seconds, for one whole run (one strategy, transport and buffer)
-TRANSPORTS = ("socketpair", "tcp")
+TRANSPORTS = ("socketpair", "unix", "tcp")
 SHAPES = ((64, 1), (64, 2), (1000, 5), (67, 64), (70_000, 2), (300_000, 3), (5, 2))
 FILE_SIZE = 200_003  # three 64 KiB chunks and a bit
 QUIET = 2.0  # seconds without progress after which bytes are taken as held back
@@ -74,11 +74,11 @@ def messages(rounds: int = 1) -> list[Sequence[Buffer]]:
 
 
 def socket_pair(transport: str) -> tuple[socket.socket, socket.socket]:
-    """A connected (sender, receiver) pair: ``"socketpair"`` (AF_UNIX) or ``"tcp"`` (loopback)."""
+    """A connected (sender, receiver) pair: ``"socketpair"``, ``"unix"`` or ``"tcp"``."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
-    if transport == "socketpair":
-        return socket.socketpair()
+    if transport != "tcp":  # AF_UNIX: a socketpair, or a listener in a private directory
+        return socket.socketpair() if transport == "socketpair" else unixsock.pair(DEFAULT_TIMEOUT)
     with socket.create_server(("127.0.0.1", 0)) as srv:
         srv.settimeout(DEFAULT_TIMEOUT)
         a = socket.create_connection(srv.getsockname()[:2], timeout=DEFAULT_TIMEOUT)
@@ -210,7 +210,7 @@ def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], end: 
 
 
 def _tcp_only(transport: str, exc: BaseException) -> bool:
-    return transport == "socketpair" and isinstance(exc, OSError) and \
+    return transport in ("socketpair", "unix") and isinstance(exc, OSError) and \
         exc.errno in (errno.ENOPROTOOPT, errno.EOPNOTSUPP)  # TCP_CORK on AF_UNIX, say
 
 
@@ -296,7 +296,7 @@ def deliver(cls: StrategyClass, transport: str = "tcp", *, tiny: bool = False,
             file: bool = False, timeout: float = DEFAULT_TIMEOUT) -> int:
     """Send ``messages(3)`` with a fresh ``cls`` (``file``: ``send_file`` a 200 KB file twice,
     its position left at the end, so each send must start at offset 0), check what arrives and
-    return its calls. AssertionError on failure; NotApplicable: TCP only, on a socketpair."""
+    return its calls. AssertionError on failure; NotApplicable: TCP only, on AF_UNIX."""
     if not file:
         return _exercise(cls, "messages", transport, tiny, timeout, messages(3))
     data = _pattern(FILE_SIZE, 1)
@@ -323,7 +323,7 @@ def check_strategy(cls: StrategyClass, *, timeout: float = DEFAULT_TIMEOUT) -> N
     exact bytes in order, every byte sent when the last send returns (asyncio: when the
     transport is flushed), ``calls`` >= one per send, the socket open after ``close()``.
     Async strategies ``open()`` on a fresh event loop. TCP-only strategies (ENOPROTOOPT or
-    EOPNOTSUPP on the socketpair) are checked over TCP only. StrategyUnavailable, not an
+    EOPNOTSUPP on AF_UNIX) are checked over TCP only. StrategyUnavailable, not an
     AssertionError, if ``cls.unavailable()`` gives a reason. ``timeout`` bounds each run.
     """
     _require(cls)
@@ -377,9 +377,9 @@ def _one_session(case: Case, transport: str, timeout: float) -> None:
 
 
 def check_session(cls: StrategyClass, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Run a Session with ``cls`` over a socketpair (TCP for a TCP-only strategy) against
-    the peer's connection handler in a thread: a stream, an rr and a file case, as far as
-    ``cls.workloads`` has them. A Session finds its strategy by name, so ``cls`` is
+    """Run a Session with ``cls`` over a socketpair and a Unix socket (TCP for a TCP-only
+    strategy) against the peer's connection handler in a thread: a stream, an rr and a file
+    case, as far as ``cls.workloads`` has them. A Session finds its strategy by name, so ``cls`` is
     registered under ``cls.name`` during the check (the registry is restored after it)."""
     _require(cls)
     previous = strategies.REGISTRY.get(cls.name)
@@ -390,6 +390,7 @@ def check_session(cls: StrategyClass, *, timeout: float = DEFAULT_TIMEOUT) -> No
                 case = Case(workload, cls.name, msg_size=size, ops=50)
                 try:
                     _one_session(case, "socketpair", timeout)
+                    _one_session(case, "unix", timeout)  # a listening AF_UNIX socket
                 except NotApplicable:
                     _one_session(case, "tcp", timeout)
     finally:

@@ -260,7 +260,7 @@ CALIBRATION_ROW = ("metric", "flushbench", "reference", "tool", "ratio", "case")
 META = Obj({
     "schema_version": (int,), "run_id": TEXT, "machine_id": TEXT, "created": TEXT,
     "transport": TEXT, "link": TEXT, "peer_addr": TEXT, "flushbench_version": TEXT,
-    "filters": Arr((str,)),
+    "filters": Arr((str,)), "skipped": Arr(Arr((str,), 2)),
     "suite": Obj({"name": TEXT, "description": TEXT, "source": TEXT}),
     "client": HOST, "peer": HOST, "pin": Obj(each=NUMBER),
     "pyperf": Obj({"processes": SCALAR, "values": SCALAR, "warmups": SCALAR}),

@@ -1,9 +1,11 @@
 """What is compared with what: cells, their baselines and A/A twins.
 
 A *cell* holds the cases that differ only along the compared axes (strategy with the makefile
-buffer, nodelay, sndbuf, notsent_lowat): same workload, size, parts, reply, batch, rcvbuf and
-transport. Within a cell, each case is compared with its *baseline* along each axis where it
-differs from the default: ``sendall`` for the strategy axis, off / auto for an option.
+buffer, nodelay, sndbuf, notsent_lowat, and transport between loopback TCP and unix): same
+workload, size, parts, reply, batch, rcvbuf and transport family. Within a cell, each case is
+compared with its *baseline* along each axis where it differs from the default: ``sendall``
+for the strategy axis, off / auto for an option, ``loopback`` for a unix case.
+A TLS case (``tls`` axis, baseline off) sits in the cell of the same case in the clear.
 
 Each cell also gets a *twin* of its root baseline (the case closest to sendall with every
 option at its default): the same code under a second label, measured in the same rounds.
@@ -21,7 +23,9 @@ from dataclasses import dataclass
 
 from ..case import Case, size_id
 
-AXES = ("strategy", "nodelay", "sndbuf", "notsent_lowat")
+AXES = ("strategy", "nodelay", "sndbuf", "notsent_lowat", "transport", "tls")
+# A transport compared with another sits in the cell of its baseline transport.
+BASE_TRANSPORT = {"unix": "loopback"}
 AA = "A/A"  # the axis name of a twin's comparison
 
 
@@ -43,8 +47,9 @@ class Cell:
     comparisons: tuple[Comparison, ...]
 
 
-def cell_name(case: Case) -> str:
-    """What the cases of a cell share, as a short id: 'stream-s64-p2-loopback'."""
+def cell_name(case: Case, transport: str | None = None) -> str:
+    """What the cases of a cell share, as a short id: 'stream-s64-p2-loopback' (a unix case
+    is in its loopback counterpart's cell; the name lists the transports present)."""
     bits = [case.workload, "s" + size_id(case.msg_size)]
     if case.workload != "file":
         bits.append(f"p{case.parts}")
@@ -54,7 +59,7 @@ def cell_name(case: Case) -> str:
         bits.append("r" + size_id(case.reply))
     if case.workload == "pipeline":
         bits.append(f"k{case.batch}")
-    bits.append(case.transport)
+    bits.append(transport or BASE_TRANSPORT.get(case.transport, case.transport))
     return "-".join(bits)
 
 
@@ -71,13 +76,19 @@ def _baseline(case: Case, axis: str) -> Case | None:
     if axis == "notsent_lowat":
         return dataclasses.replace(case, notsent_lowat=0, twin=False) \
             if case.notsent_lowat else None
+    if axis == "transport":
+        base = BASE_TRANSPORT.get(case.transport)
+        return dataclasses.replace(case, transport=base, twin=False) if base else None
+    if axis == "tls":  # a TLS case against the same case in the clear (same cell)
+        return dataclasses.replace(case, tls=False, twin=False) if case.tls else None
     raise ValueError(f"unknown axis {axis!r}; expected one of {', '.join(AXES)}")
 
 
 def _root(cases: Sequence[Case]) -> Case:
     """The case every other one is closest to comparing with: sendall, options at defaults."""
     return min(cases, key=lambda c: (c.strategy != "sendall", c.buffer != 0, c.sndbuf != 0,
-                                     c.notsent_lowat != 0, c.nodelay, c.sort_key()))
+                                     c.notsent_lowat != 0, c.nodelay,
+                                     c.transport in BASE_TRANSPORT, c.tls, c.sort_key()))
 
 
 def cells(cases: Iterable[Case], twins: bool = True) -> list[Cell]:
@@ -87,8 +98,9 @@ def cells(cases: Iterable[Case], twins: bool = True) -> list[Cell]:
         if not case.twin:
             groups.setdefault(cell_name(case), []).append(case)
     out = []
-    for name, members in groups.items():
+    for key, members in groups.items():
         ids = {c.id for c in members}
+        name = _named(members) or key
         comps = [Comparison(c.id, b.id, axis) for c in members for axis in AXES
                  if (b := _baseline(c, axis)) is not None and b.id in ids]
         if twins:
@@ -98,3 +110,12 @@ def cells(cases: Iterable[Case], twins: bool = True) -> list[Cell]:
             comps.append(Comparison(twin.id, root.id, AA))
         out.append(Cell(name, tuple(members), tuple(comps)))
     return out
+
+
+def _named(members: Sequence[Case]) -> str:
+    """A cell with unix cases is named for the transports present ('…-loopback-unix' mixed,
+    '…-unix' alone); '' for any other cell (its key is its name)."""
+    kinds = sorted({c.transport for c in members}, key=lambda t: (t in BASE_TRANSPORT, t))
+    if not any(t in BASE_TRANSPORT for t in kinds):
+        return ""
+    return cell_name(members[0], "-".join(kinds))

@@ -142,6 +142,8 @@ def build(trials: pd.DataFrame, comparisons: Iterable[Comparison],
     for comp in comparisons:
         workload = workloads.get(comp.case, "")
         for metric in metrics_for(workload):
+            if metric is SEGMENTS and comp.axis == "transport":
+                continue  # TCP segments: an AF_UNIX case has none to compare
             table = tables.get(metric.column, pd.DataFrame())
             paired = None
             if comp.case in table.columns and comp.baseline in table.columns:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..case import MAX_BATCH, MAX_OPS, MAX_SIZE, ONE_WAY_WORKLOADS, WORKLOADS
 from ..errors import PeerError, ProtocolError, SetupError
-from . import protocol, sockopts
+from . import protocol, sockopts, unixsock
 from .faults import Fault
 
 FAULT = Fault.from_env()  # tests only: see faults.py
@@ -40,6 +40,10 @@ IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle before the peer drops 
 MAX_CONNECTIONS = 256  # served at once (a visit opens one per case of its cell)
 MAX_PENDING = 8  # connections still owing a hello with the ticket
 TICKET_WAIT = 20.0  # seconds the peer waits for its ticket on stdin
+# The path of the peer's TLS certificate and key (one PEM file in the run's private 0700
+# directory): in the environment, not the command line. Without it the peer serves no TLS.
+TLS_CERT_ENV = "FLUSHBENCH_TLS_CERT"
+TLS_CONTEXT: Any = None  # the peer's ssl.SSLContext, made in main() when it has a certificate
 
 
 class ByteBudget:
@@ -81,6 +85,7 @@ class Job:
     reply: int
     batch: int
     rcvbuf: int
+    tls: bool = False  # after the hello's answer, the connection switches to TLS
 
     @classmethod
     def from_hello(cls, hello: dict[str, Any]) -> Job:
@@ -98,7 +103,9 @@ class Job:
 
         job = cls(workload=hello["workload"], msg_size=num("msg_size", 1, MAX_SIZE),
                   reply=num("reply", 0, MAX_SIZE), batch=num("batch", 1, MAX_BATCH),
-                  rcvbuf=num("rcvbuf", 0, 1 << 30))
+                  rcvbuf=num("rcvbuf", 0, 1 << 30), tls=hello.get("tls", False))
+        if not isinstance(job.tls, bool):
+            raise ProtocolError(f"tls must be true or false, got {protocol.short(job.tls)}")
         if job.msg_size * job.batch > MAX_SIZE:
             raise ProtocolError(f"msg_size x batch must be <= {MAX_SIZE}")
         return job
@@ -146,9 +153,12 @@ class Slots:
 
 
 def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
-                      ticket: str | None = None, slots: Slots | None = None) -> None:
-    """One data connection, closed at the end. ``ticket`` None: no check (in-process use)."""
+                      ticket: str | None = None, slots: Slots | None = None,
+                      tls: Any = None) -> None:
+    """One data connection, closed at the end. ``ticket`` None: no check (in-process use).
+    ``tls``: the ssl.SSLContext for a hello that asks for TLS (default: TLS_CONTEXT)."""
     served = False
+    tls = tls if tls is not None else TLS_CONTEXT
     try:
         sockopts.set_timeouts(conn, IDLE_TIMEOUT)
         sockopts.set_nodelay(conn, True)  # replies go out at once
@@ -164,14 +174,24 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
                 if not served:
                     raise ProtocolError(f"the peer serves at most {slots.cap} connections at once")
             job = Job.from_hello(hello)
+            if job.tls and tls is None:
+                raise ProtocolError("this peer serves no TLS (it was started without a "
+                                    "certificate)")
         except ProtocolError as exc:
             with contextlib.suppress(OSError, ProtocolError):
                 protocol.send_frame(conn, {"ok": False, "error": str(exc)},
                                     time.monotonic() + 1.0)
             return
         rcvbuf_eff = sockopts.set_rcvbuf(conn, job.rcvbuf)
-        protocol.send_frame(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid()})
-        _serve_values(conn, job, budget)
+        protocol.send_frame(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid(),
+                                   **({"tls": True} if job.tls else {})})
+        if job.tls:  # the handshake (bounded in time), then the values over TLS
+            from .tls import wrap_server
+
+            with wrap_server(conn, tls) as tls_conn:
+                _serve_values(tls_conn, job, budget)
+        else:
+            _serve_values(conn, job, budget)
     finally:
         if slots is not None:
             slots.leave(conn, served)
@@ -246,14 +266,16 @@ def _handle(conn: socket.socket, budget: ByteBudget | None = None, ticket: str |
 
 
 def serve(listener: socket.socket, stop: threading.Event, budget: ByteBudget | None = None,
-          allow_from: str | None = None, ticket: str | None = None) -> None:
+          allow_from: str | None = None, ticket: str | None = None,
+          slots: Slots | None = None) -> None:
     """Accept connections until ``stop`` is set; one thread per connection.
 
     ``allow_from``: serve only clients from this IP address (others are closed at once).
-    ``ticket``: serve only connections whose hello presents it.
+    ``ticket``: serve only connections whose hello presents it. ``slots``: shared with the
+    other listener of the process (TCP and AF_UNIX share the caps).
     """
     allowed = _plain_ip(allow_from) if allow_from else None
-    slots = Slots()
+    slots = slots or Slots()
     listener.settimeout(0.2)
     while not stop.is_set():
         try:
@@ -296,11 +318,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="refuse values once N bytes (received + replied) have been moved")
     parser.add_argument("--allow-from", metavar="IP",
                         help="serve only clients from this address (an agent's session client)")
+    parser.add_argument("--unix", metavar="PATH", help="also listen on this AF_UNIX path (in a "
+                        "private directory the parent made and removes)")
     args = parser.parse_args(argv)
     if args.max_seconds is not None and not 0 < args.max_seconds <= 30 * 86400:
         parser.error("--max-seconds must be in (0, 2592000]")
     if args.max_bytes is not None and args.max_bytes < 1:
         parser.error("--max-bytes must be >= 1")
+    if args.unix is not None and args.allow_from is not None:
+        parser.error("--unix and --allow-from exclude each other (an agent's peer is TCP)")
     if args.allow_from is not None:
         try:
             _plain_ip(args.allow_from)
@@ -314,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ready": False, "error": f"{why} (the peer serves only connections "
                                                    "that present its ticket)"}), flush=True)
         return 2
+    if os.environ.get(TLS_CERT_ENV):  # ssl only for a peer that serves TLS
+        from .tls import server_context
+
+        global TLS_CONTEXT
+        try:
+            TLS_CONTEXT = server_context(os.environ[TLS_CERT_ENV])
+        except SetupError as exc:
+            print(json.dumps({"ready": False, "error": str(exc)}), flush=True)
+            return 2
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     stop = threading.Event()
@@ -321,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         listener = bind_listener(args.bind, args.port)
+        local = unixsock.listen(args.unix) if args.unix is not None else None
     except SetupError as exc:
         print(json.dumps({"ready": False, "error": str(exc)}), flush=True)
         return 2
@@ -328,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
     host, port = listener.getsockname()[:2]
     print(json.dumps({"ready": True, "host": host, "port": port, "pid": os.getpid(),
-                      "meta": collect_host()}), flush=True)
+                      "unix": args.unix, "meta": collect_host()}), flush=True)
 
     def watch_parent() -> None:  # stdin closes when the parent goes away
         with contextlib.suppress(OSError):
@@ -342,8 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         timer.daemon = True
         timer.start()
     budget = ByteBudget(args.max_bytes) if args.max_bytes is not None else None
+    slots = Slots()
+    if local is not None:  # the same ticket, slots and caps for AF_UNIX connections
+        threading.Thread(target=serve, args=(local, stop, budget, None, ticket, slots),
+                         daemon=True).start()
     with listener:
-        serve(listener, stop, budget, args.allow_from, ticket)
+        serve(listener, stop, budget, args.allow_from, ticket, slots)
+    if local is not None:
+        local.close()
     return 0
 
 

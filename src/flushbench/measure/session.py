@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..case import Case
-from ..errors import PeerError, SetupError
-from . import protocol, sockopts, strategies
+from ..errors import PeerError, SetupError, UsageError
+from . import protocol, sockopts, strategies, unixsock
 from .loops import SyncLoop, Timed, make_parts
 from .protocol import format_addr
 from .strategies import AsyncStrategy, Strategy
+from .unixsock import Addr
 
 WARMUP_OPS = 64  # operations on a fresh connection before the first value (leaves quick-ACK)
 WARMUP_TIME = 0.1  # seconds, at most (every trial warms up its own connection)
@@ -40,7 +41,9 @@ class ValueStats:
     cpu_peer_ns: int
     calls: int
     segs: int | None  # None where TCP_INFO has no data segment counter
-    retrans: int
+    retrans: int | None
+    # TLS: bytes on the wire over the messages' own (records' headers, tags), or None
+    tls_bytes: int | None = None
 
 
 class ValueLoop(Protocol):
@@ -67,13 +70,18 @@ class Session:
 
     The session owns ``sock`` from here on: it closes it in :meth:`close`, also when the
     constructor fails. ``ticket``: the peer's, sent in the hello (see :mod:`.protocol`).
+    A TLS case (``case.tls``) shakes hands after the hello, trusting the CA certificate at
+    ``ca`` and checking the peer's certificate for ``server_host`` (see :mod:`.tls`).
     """
 
     def __init__(self, case: Case, sock: socket.socket, io_timeout: float = 30.0,
-                 ticket: str | None = None) -> None:
+                 ticket: str | None = None, *, ca: str | None = None,
+                 server_host: str = "127.0.0.1") -> None:
         start = time.perf_counter()
         self.case, self.sock, self.io_timeout = case, sock, io_timeout
         self.ticket = ticket
+        self.ca, self.server_host = ca, server_host
+        self.tls: dict[str, Any] = {}  # TLS cases: handshake time, version, cipher, overhead
         # where this process's time went, in seconds (read by bench/bench_breakdown.py)
         self.phases: dict[str, float] = {"connect_s": 0.0, "file_s": 0.0, "setup_s": 0.0,
                                          "warm_up_s": 0.0, "values_s": 0.0, "values": 0}
@@ -86,6 +94,9 @@ class Session:
         self.loop: ValueLoop | None = None
         try:
             strategies.check(case.strategy, case.workload)
+            unavailable = strategies.unavailable_over(case)  # a TCP option over unix
+            if unavailable:
+                raise UsageError(f"{case.id}: {unavailable}")
             self.parts = make_parts(case) if case.workload != "file" else []
             if case.workload == "file":
                 file_start = time.perf_counter()
@@ -98,17 +109,22 @@ class Session:
             raise
 
     @classmethod
-    def connect(cls, case: Case, addr: tuple[str, int], io_timeout: float = 30.0,
-                ticket: str | None = None) -> Session:
-        """Connect to the peer at ``addr`` and set the case up (not timed)."""
+    def connect(cls, case: Case, addr: Addr, io_timeout: float = 30.0,
+                ticket: str | None = None, *, ca: str | None = None) -> Session:
+        """Connect to the peer at ``addr`` (HOST, PORT; or the path of its AF_UNIX socket)
+        and set the case up (not timed)."""
         start = time.perf_counter()
-        try:
-            sock = socket.create_connection(addr, timeout=io_timeout)
-        except OSError as exc:
-            raise PeerError(f"cannot connect to the peer at {format_addr(*addr)}: "
-                            f"{exc.strerror or exc}") from None
+        if isinstance(addr, str):
+            sock = unixsock.connect(addr, io_timeout)
+        else:
+            try:
+                sock = socket.create_connection(addr, timeout=io_timeout)
+            except OSError as exc:
+                raise PeerError(f"cannot connect to the peer at {format_addr(*addr)}: "
+                                f"{exc.strerror or exc}") from None
         connected = time.perf_counter() - start
-        session = cls(case, sock, io_timeout, ticket)
+        session = cls(case, sock, io_timeout, ticket, ca=ca,  # ca: the run's CA, for TLS
+                      server_host=addr if isinstance(addr, str) else addr[0])
         session.phases["connect_s"] = connected
         return session
 
@@ -122,24 +138,50 @@ class Session:
                  "rcvbuf": case.rcvbuf}
         if self.ticket is not None:
             hello["ticket"] = self.ticket
+        if case.tls:  # the peer answers, then both ends shake hands (see _start_tls)
+            hello["tls"] = True
         protocol.send_frame(sock, hello)
         ack = protocol.recv_frame(sock)
         if not ack.get("ok"):
             why = protocol.one_line(ack.get("error", ack))
             raise PeerError(f"the peer refused the case: {why}")
         self.rcvbuf_eff = ack.get("rcvbuf_eff")
+        ctx = self._start_tls(ack) if case.tls else None
+        sock = self.sock  # the TLS socket of a blocking TLS case
         strategy = strategies.get(case.strategy)(sock, case.buffer)
         self.strategy = strategy
         if isinstance(strategy, AsyncStrategy):
             from .aiosession import AsyncLoop  # asyncio only where it is used
 
-            self.loop = AsyncLoop(sock, case, strategy, self.parts, self.ts, self.file,
-                                  self.io_timeout)
+            self.loop = loop = AsyncLoop(sock, case, strategy, self.parts, self.ts, self.file,
+                                         self.io_timeout,
+                                         None if ctx is None else (ctx, self.server_host))
+            if ctx is not None:  # asyncio shook hands in open()
+                from . import tls
+
+                self.tls.update(tls.describe(None, loop.ssl_object()),
+                                tls_handshake_us=loop.open_ns / 1e3)
         else:
             self.loop = _Blocking(SyncLoop(sock, case, strategy, self.parts, self.ts,
                                            self.file))
         sockopts.apply(sock, self.opts)  # after asyncio, which turns TCP_NODELAY on
         self._warm_up()
+
+    def _start_tls(self, ack: dict[str, Any]) -> Any:
+        """After the hello: shake hands (blocking strategies) or return the context for
+        asyncio's own handshake. The handshake's time is kept apart (never in a value)."""
+        if ack.get("tls") is not True:
+            raise PeerError("the peer does not serve TLS (it was started without a certificate)")
+        if self.ca is None:
+            raise SetupError("a TLS case needs the run's CA certificate; none was given")
+        from . import tls  # ssl is imported only where a TLS case runs
+
+        ctx = tls.client_context(self.ca, self.case.tls_version)
+        if strategies.get(self.case.strategy).is_async:
+            return ctx
+        self.sock, handshake_ns = tls.wrap_client(self.sock, ctx, self.server_host)
+        self.tls.update(tls.describe(self.sock), tls_handshake_us=handshake_ns / 1e3)
+        return None
 
     def _warm_up(self) -> None:
         """Leave quick-ACK mode and learn the op time, so values can be bounded in time."""
@@ -191,11 +233,24 @@ class Session:
             # minus the GO frame, which is one data segment of its own
             segs=info1["data_segs_out"] - info0["data_segs_out"] - 1
             if "data_segs_out" in info1 else None,
-            retrans=info1.get("total_retrans", 0) - info0.get("total_retrans", 0)))
+            retrans=info1["total_retrans"] - info0["total_retrans"]
+            if "total_retrans" in info1 else None,  # no TCP_INFO (AF_UNIX): unknown, not 0
+            tls_bytes=self._tls_bytes(info0, info1, nbytes)))
         ts, prev, lat = self.ts, timed.t0_ns, self.latencies
         for i in range(n):
             lat.append(ts[i] - prev)
             prev = ts[i]
+
+    def _tls_bytes(self, info0: dict[str, int], info1: dict[str, int], nbytes: int,
+                   ) -> int | None:
+        """Wire bytes over the messages' own: tcpi_bytes_sent (less retransmissions) across
+        the value, less the messages and the GO frame's record (its bytes and overhead)."""
+        overhead = self.tls.get("tls_record_bytes")
+        if not self.case.tls or not info1.get("bytes_sent") or overhead is None:
+            return None
+        sent = (info1["bytes_sent"] - info0["bytes_sent"]
+                - (info1.get("bytes_retrans", 0) - info0.get("bytes_retrans", 0)))
+        return int(sent - nbytes - protocol.GO.size - overhead)
 
     # -- end --------------------------------------------------------------------------------
 
@@ -205,7 +260,9 @@ class Session:
         info = sockopts.tcp_info(self.sock)
         eff["rtt_us"] = info.get("rtt")
         eff["snd_mss"] = info.get("snd_mss")
-        eff["opt_mismatch"] = sockopts.mismatches(self.opts, eff)
+        eff["opt_mismatch"] = sockopts.mismatches(self.opts, eff,
+                                                  self.sock.family == socket.AF_UNIX)
+        eff.update(self.tls)
         return eff
 
     def close(self) -> None:

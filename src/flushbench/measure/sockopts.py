@@ -2,6 +2,13 @@
 
 The effective value is what gets reported: Linux doubles SO_SNDBUF, clamps it to
 ``net.core.wmem_max`` and raises it to a floor of about 4.5 KiB, so "SO_SNDBUF=1" is not 1.
+
+On an AF_UNIX stream socket (the ``unix`` transport) SO_SNDBUF is set and read back the same
+way (doubled too), but it means something else: there is no send queue of unacknowledged
+segments; the sender's buffer bounds the bytes (counted with their per-skb overhead) that sit
+in the peer's receive queue, so it bounds the bytes in flight to the reader. TCP-level options
+(TCP_NODELAY, TCP_NOTSENT_LOWAT, TCP_INFO) do not exist there: they are skipped, read back
+as empty, and the TCP_INFO counters (segments, retransmissions, RTT) are left empty, not 0.
 """
 
 from __future__ import annotations
@@ -89,15 +96,18 @@ def read_back(sock: socket.socket) -> dict[str, Any]:
     return out
 
 
-def mismatches(opts: Options, eff: dict[str, Any]) -> str:
-    """Plain words for every option the kernel did not take as asked ('' when all did)."""
+def mismatches(opts: Options, eff: dict[str, Any], unix: bool = False) -> str:
+    """Plain words for every option the kernel did not take as asked ('' when all did).
+
+    ``unix``: an AF_UNIX socket, whose SO_SNDBUF bounds the bytes queued at the reader."""
     notes = []
     if eff.get("nodelay_eff") is not None and bool(eff.get("nodelay_eff")) != opts.nodelay:
         notes.append(f"nodelay requested {int(opts.nodelay)}, kernel has "
                      f"{int(bool(eff.get('nodelay_eff')))}")
     if opts.sndbuf and eff.get("sndbuf_eff") != 2 * opts.sndbuf:
         notes.append(f"sndbuf requested {opts.sndbuf}, kernel gave {eff.get('sndbuf_eff')} "
-                     f"(Linux stores 2x, clamped to [~4.5K, wmem_max])")
+                     f"(Linux stores 2x, clamped to [~4.5K, wmem_max])"
+                     + ("; on AF_UNIX it bounds the bytes queued at the reader" if unix else ""))
     if opts.notsent_lowat and eff.get("notsent_lowat_eff") != opts.notsent_lowat:
         notes.append(f"notsent_lowat requested {opts.notsent_lowat}, kernel has "
                      f"{eff.get('notsent_lowat_eff')}")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from _typeshed import ReadableBuffer
 
+from ..case import Case
 from ..errors import UsageError
 
 Buffer = bytes | bytearray | memoryview
@@ -43,6 +44,8 @@ class StrategyBase:
     summary: ClassVar[str] = ""
     workloads: ClassVar[frozenset[str]] = ALL_WORKLOADS
     is_async: ClassVar[bool] = False
+    tls_note: ClassVar[str] = ""  # how it differs over TLS (said in the report)
+    tls_unavailable: ClassVar[str] = ""  # why it cannot send through TLS (an ssl.SSLSocket)
 
     def __init__(self, sock: socket.socket, buffer: int = 0) -> None:
         self.sock = sock
@@ -52,6 +55,11 @@ class StrategyBase:
     @classmethod
     def unavailable(cls) -> str | None:
         """Why this strategy cannot run on this platform, or None."""
+        return None
+
+    @classmethod
+    def unavailable_on(cls, transport: str) -> str | None:
+        """Why this strategy cannot run over ``transport`` (e.g. ``"unix"``), or None."""
         return None
 
     def close(self) -> None:
@@ -155,6 +163,7 @@ class MakefileStrategy(Strategy):
 class SendmsgStrategy(Strategy):
     name = "sendmsg"
     summary = "sock.sendmsg(parts): one gather call per message, partial sends handled"
+    tls_unavailable = "ssl.SSLSocket refuses sendmsg() (NotImplementedError)"
 
     def send_message(self, parts: Sequence[Buffer]) -> None:
         sent = self.sock.sendmsg(parts)
@@ -198,6 +207,11 @@ class CorkStrategy(Strategy):
     def unavailable(cls) -> str | None:
         return None if hasattr(socket, "TCP_CORK") else "TCP_CORK does not exist on this platform"
 
+    @classmethod
+    def unavailable_on(cls, transport: str) -> str | None:
+        return "TCP_CORK is a TCP option (an AF_UNIX socket is not a TCP socket)" \
+            if transport == "unix" else None
+
     def send_message(self, parts: Sequence[Buffer]) -> None:
         sock = self.sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
@@ -212,6 +226,7 @@ class CorkStrategy(Strategy):
 class MsgMoreStrategy(Strategy):
     name = "msg_more"
     summary = "send(part, MSG_MORE) for all parts but the last (Linux)"
+    tls_unavailable = "ssl.SSLSocket.send() refuses flags (ValueError): no MSG_MORE"
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -236,6 +251,7 @@ class SendfileStrategy(Strategy):
     name = "sendfile"
     summary = "zero-copy os.sendfile() loop from a file, as socket.sendfile() does on Linux"
     workloads = frozenset({"file"})
+    tls_note = "over TLS: SSLSocket.sendfile() falls back to send() of 8 KiB blocks (CPython)"
 
     def send_message(self, parts: Sequence[Buffer]) -> None:
         raise UsageError("sendfile sends files only: use it with the file workload")
@@ -243,6 +259,10 @@ class SendfileStrategy(Strategy):
     def send_file(self, fh: io.BufferedIOBase, size: int) -> None:
         # The same os.sendfile() calls socket.sendfile() makes on a blocking socket, but a
         # send timeout (SO_SNDTIMEO) ends it: socket.sendfile() would select() forever.
+        if hasattr(self.sock, "cipher"):  # an ssl.SSLSocket: tls_note, as CPython does it
+            self.sock.sendfile(fh, fh.seek(0), size)  # it reads from fh's position at offset 0
+            self.calls += 1
+            return
         out, src, offset = self.sock.fileno(), fh.fileno(), 0
         while offset < size:
             try:
@@ -286,8 +306,8 @@ class AsyncStrategy(StrategyBase):
         import asyncio
 
         _, writer = self.streams
-        await writer.drain()
-        await asyncio.get_running_loop().sendfile(writer.transport, fh, 0, size)
+        await writer.drain()  # seek(0): over TLS asyncio's fallback reads from fh's position
+        await asyncio.get_running_loop().sendfile(writer.transport, fh, fh.seek(0), size)
         self.calls += 1
 
 
@@ -351,12 +371,22 @@ def load_entry_points() -> None:
 
 
 def get(name: str) -> type[AnyStrategy]:
-    try:
-        return REGISTRY[name]
-    except KeyError:
+    if name not in REGISTRY:
         raise UsageError(f"unknown strategy {name!r}; expected one of "
-                         f"{', '.join(sorted(REGISTRY))} (or add one with --strategy-plugin)") \
-            from None
+                         f"{', '.join(sorted(REGISTRY))} (or add one with --strategy-plugin)")
+    return REGISTRY[name]
+
+
+def unavailable_over(case: Case) -> str | None:
+    """'unavailable over unix: <reason>' when the case's options or strategy need what its
+    transport lacks (a TCP option on an AF_UNIX socket), else None. Not an error: a suite
+    skips such cases with this reason."""
+    if case.tls and case.transport == "unix":
+        return "unavailable over unix: TLS runs over TCP here (AF_UNIX is not a TCP socket)"
+    if case.tls and get(case.strategy).tls_unavailable:
+        return f"unavailable over TLS: {get(case.strategy).tls_unavailable}"
+    reason = case.option_unavailable() or get(case.strategy).unavailable_on(case.transport)
+    return f"unavailable over {case.transport}: {reason}" if reason else None
 
 
 def check(name: str, workload: str) -> None:

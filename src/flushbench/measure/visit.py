@@ -1,6 +1,6 @@
 """A worker process for one visit: the cases of one cell, in one round, values interleaved.
 
-    python -m flushbench.measure.visit --visit FILE --peer HOST:PORT --out DIR
+    python -m flushbench.measure.visit --visit FILE --peer HOST:PORT [--peer unix:PATH] --out DIR
 
 The manager writes the visit (a JSON file: round, cases in order, loops per case, values,
 warm-ups, value time, seed) and starts one such process per cell and round. Each case gets
@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..case import Case
-from ..errors import FlushbenchError
+from ..errors import FlushbenchError, PeerError
 from . import strategies
 from .protocol import parse_addr, read_ticket
 from .session import Session
+from .unixsock import Addr, parse_unix
 
 
 def describe(exc: BaseException, io_timeout: float) -> str:
@@ -88,11 +89,15 @@ class Trial:
                                        "start_s": time.time() - epoch, "values": [],
                                        "error": ""}
 
-    def open(self, addr: tuple[str, int]) -> None:
-        """Connect, warm up (not timed) and size the values."""
+    def open(self, peers: dict[str, Addr]) -> None:
+        """Connect (to the unix peer for a unix case), warm up (not timed), size the values."""
         try:
-            self.session = session = Session.connect(self.case, addr, self.io_timeout,
-                                                     self.spec.get("ticket"))
+            kind = "unix" if self.case.transport == "unix" else "tcp"
+            if kind not in peers:
+                raise PeerError(f"no {kind} peer was given for this {self.case.transport} case")
+            self.session = session = Session.connect(self.case, peers[kind], self.io_timeout,
+                                                     self.spec.get("ticket"),
+                                                     ca=self.spec.get("tls_ca"))
             self.n = min(self.loops, len(session.ts)) if self.loops else \
                 session.ops_for(self.case.op_count, self.value_time)
             for _ in range(int(self.spec["warmups"])):
@@ -143,7 +148,7 @@ class Trial:
         _atomic_write(out / f"{self.case.id}.json", json.dumps(record).encode())
 
 
-def run_visit(cases: list[Case], addr: tuple[str, int], spec: dict[str, Any],
+def run_visit(cases: list[Case], peers: dict[str, Addr], spec: dict[str, Any],
               out: Path) -> None:
     """Measure the visit's cases, their values interleaved.
 
@@ -160,7 +165,7 @@ def run_visit(cases: list[Case], addr: tuple[str, int], spec: dict[str, Any],
     try:
         fast = []
         for trial in trials:
-            trial.open(addr)
+            trial.open(peers)
             if trial.slow:
                 for _ in range(min(SLOW_VALUES, int(spec["values"]))):
                     trial.value()
@@ -184,7 +189,9 @@ def run_visit(cases: list[Case], addr: tuple[str, int], spec: dict[str, Any],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flushbench.measure.visit")
     parser.add_argument("--visit", required=True, type=Path, help="the visit, as JSON")
-    parser.add_argument("--peer", required=True, help="HOST:PORT of the peer")
+    parser.add_argument("--peer", required=True, action="append",
+                        help="HOST:PORT of the peer, or unix:PATH of its AF_UNIX socket "
+                             "(one of each at most)")
     parser.add_argument("--out", required=True, type=Path, help="where to leave the results")
     parser.add_argument("--netns", help="network namespace to enter first")
     parser.add_argument("--cpu", type=int, help="pin this process to a CPU")
@@ -199,9 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     spec["ticket"] = read_ticket(0, 10.0)  # the peer's ticket: on stdin, never in argv or files
     for plugin in spec.get("strategy_plugins", []):
         strategies.load_plugin(plugin)
-    addr = parse_addr(args.peer)
+    peers: dict[str, Addr] = {}
+    for text in args.peer:
+        path = parse_unix(text)
+        peers["unix" if path is not None else "tcp"] = path if path is not None else \
+            parse_addr(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    run_visit([Case.from_dict(data) for data in spec["cases"]], addr, spec, args.out)
+    run_visit([Case.from_dict(data) for data in spec["cases"]], peers, spec, args.out)
     return 0
 
 

@@ -9,6 +9,8 @@ fixed style of :mod:`.charts` (byte-identical files for unchanged data).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -58,9 +60,15 @@ def _ratio_axis(ax: Axes) -> None:
         ax.xaxis.set_major_locator(FixedLocator(ticks))
 
 
-def forest(run: StoredRun) -> Figure | None:
-    """The forest plot of one run, or None when it has no verdict with data."""
+def forest(run: StoredRun, axis: str | None = None,
+           cases: Collection[str] | None = None) -> Figure | None:
+    """The forest plot of one run (only the comparisons along ``axis``, of ``cases``, where
+    given), or None when it has no verdict with data."""
     frame = rows(run)
+    if axis is not None and not frame.empty:
+        frame = frame[frame["axis"] == axis]
+    if cases is not None and not frame.empty:
+        frame = frame[frame["case"].isin(list(cases))]
     if frame.empty:
         return None
     workloads = list(dict.fromkeys(frame["workload"]))

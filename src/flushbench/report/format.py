@@ -138,7 +138,21 @@ def with_keys(frame: pd.DataFrame) -> pd.DataFrame:
     frame["series"] = [
         (f"{r['strategy']} · {v}" if (v := variant_label(r, varying[r["workload"]]))
          else r["strategy"]) for _, r in frame.iterrows()]
+    if "transport" in frame.columns:  # a unix case is its own line beside loopback's
+        frame["series"] = [f"{s} · unix" if str(t) == "unix" else s
+                           for s, t in zip(frame["series"], frame["transport"], strict=True)]
+    if "tls" in frame.columns:  # a TLS case too, beside the same case in the clear
+        frame["series"] = [f"{s} · TLS" if is_true(t) else s
+                           for s, t in zip(frame["series"], frame["tls"], strict=True)]
     return frame
+
+
+def without_tls(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cases in the clear (TLS cases have their own report sections: tls.py)."""
+    if "tls" not in frame.columns:
+        return frame
+    kept: pd.DataFrame = frame.loc[[not is_true(v) for v in frame["tls"]]]  # rows, also none
+    return kept
 
 
 def finding_sentence(finding: Finding, code: Callable[[str], str] = str) -> str:

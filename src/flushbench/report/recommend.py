@@ -33,6 +33,7 @@ from .format import (
     options_label,
     size_band,
     with_keys,
+    without_tls,
 )
 from .paired import Verdicts, myth_nodelay_paired, myth_sendall_paired, significance
 
@@ -97,8 +98,10 @@ class Index:
 
 
 def recommendations(run: StoredRun) -> pd.DataFrame:
-    """One row per (workload, size band): the best configuration and its gain over sendall."""
-    frame = with_keys(run.ok)
+    """One row per (workload, size band): the best configuration and its gain over sendall
+    (over TCP: unix cases have their own section, ``transports.py``)."""
+    frame = with_keys(run.ok[run.ok["transport"].astype(str) != "unix"])
+    frame = without_tls(frame)  # in the clear: TLS has its own sections (tls.py)
     frame["value"] = [value(r) for _, r in frame.iterrows()]
     frame = frame[np.isfinite(frame["value"]) & (frame["value"] > 0)]
     index = Index(frame)
@@ -318,6 +321,7 @@ MYTHS: list[Callable[[StoredRun, pd.DataFrame, Index], Myth]] = [
 
 def myths(run: StoredRun) -> list[Myth]:
     frame = with_keys(run.ok)
+    frame = without_tls(frame)  # a TLS case would key like its plain twin (Index)
     values = np.array([value(r) for _, r in frame.iterrows()], dtype=float)
     frame = frame[np.isfinite(values) & (values > 0)]
     index = Index(frame)

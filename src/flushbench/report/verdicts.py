@@ -50,6 +50,11 @@ def case_label(row: Mapping[Hashable, Any]) -> str:
     for column, name in (("sndbuf", "sndbuf"), ("notsent_lowat", "lowat")):
         if _whole(row, column) > 0:
             bits.append(f"{name} {size_label(_whole(row, column))}")
+    if str(row.get("transport")) == "unix":
+        bits.append("unix")
+    if is_true(row.get("tls")):  # the version only as the two a case may hold
+        version = str(row.get("tls_version"))
+        bits.append(f"TLS {version if version in ('1.2', '1.3') else '?'}")
     if is_true(row.get("twin")):
         bits.append("twin")
     return " ".join(bits)
@@ -71,6 +76,10 @@ def short_vs(axis: str, baseline: Mapping[Hashable, Any]) -> str:
         return "lowat off"
     if axis == AA:
         return "same code"
+    if axis == "transport":
+        return f"{baseline.get('transport') or '?'} TCP"
+    if axis == "tls":
+        return "TLS off"
     return case_label(baseline)
 
 

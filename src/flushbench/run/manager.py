@@ -34,7 +34,6 @@ from .. import __version__
 from ..analysis import verdicts
 from ..analysis.cells import Cell, cells
 from ..case import Case
-from ..measure.protocol import format_addr
 from ..metadata import collect_host, machine_id
 from ..results import RunWriter, atomic_write, read_meta
 from ..suites import Suite
@@ -43,6 +42,7 @@ from .options import RunOptions, RunOutcome, default_run_dir, load_loops, prepar
 from .schedule import Visit, plan
 from .targets import PeerLink, Target, targets
 from .timing import Timeline, span
+from .tlsca import RunCA, check_versions
 from .trials import TRIAL_COLUMNS, TRIALS, CaseTrials, trial_row
 from .visits import VisitSpec, run_visit, worker_env
 
@@ -171,11 +171,13 @@ class Manager:
                          self.suite.warmups, self.suite.value_time, self.io_timeout,
                          self.epoch, tuple(self.opts.strategy_plugins),
                          seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
-                         % (1 << 62))
+                         % (1 << 62), tls_ca=self.link.tls_ca)
         folder = self.parts / f"r{visit.round}-c{visit.cell}"
         with span(self.timeline, "worker process"):
-            records = run_visit(spec, folder, format_addr(*self.link.addr),
-                                self.link.worker_args, self.env,
+            first, *more = self.link.peers()  # HOST:PORT, and unix:PATH for unix cases
+            records = run_visit(spec, folder, first,
+                                [*(a for p in more for a in ("--peer", p)),
+                                 *self.link.worker_args], self.env,
                                 self.suite.timeout * len(todo), self.opts.pin.get("client"),
                                 ticket=self.link.ticket)
         if state is not None and state["interrupted"]:
@@ -246,6 +248,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
                      "comparisons": [[c.case, c.baseline, c.axis]
                                      for cell in cells(suite.cases) for c in cell.comparisons]},
         "host_speed_probe": hostspeed.describe(opts.pin.values()),
+        "skipped": [list(pair) for pair in suite.skipped],  # (case id, why) left out
         "flushbench_version": __version__, "argv": sys.argv, **extra,
     }
 
@@ -254,7 +257,7 @@ def run(opts: RunOptions, progress_factory: ProgressFactory,
         timeline: Timeline | None = None) -> list[RunOutcome]:
     """Plan and check everything, then run once per target (peer)."""
     meta = read_meta(opts.resume) if opts.resume else None
-    plan_targets = targets(opts.peers, opts.link, opts.out is None, meta)
+    plan_targets = targets(opts.peers, opts.link, opts.out is None, meta, opts.transport)
     if opts.link:
         from ..netlab.linkspec import LinkSpec
 
@@ -281,6 +284,7 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
                                    min_effect=float(saved.get("min_effect", opts.min_effect)),
                                    loops_file=saved_loops if saved_loops.exists() else None)
     suite = prepare_suite(opts, meta)
+    check_versions(suite.cases)  # a TLS version this OpenSSL lacks: one line, before any work
     loops = load_loops(opts.loops_file)
     host = collect_host()
     bind = "::1" if any(c.transport == "loopback6" for c in suite.cases) else "127.0.0.1"
@@ -288,7 +292,10 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
     run_dir: Path | None = Path(opts.resume) if opts.resume else None
     try:
         with signals_to_interrupt() as state, contextlib.ExitStack() as stack:
-            link = target.open(stack, bind, opts.token_file, opts.pin.get("peer"))
+            # TLS cases: a throwaway CA in a private temp dir, removed when the run ends
+            tls = stack.enter_context(RunCA()) if any(c.tls for c in suite.cases) else None
+            link = target.open(stack, bind, opts.token_file, opts.pin.get("peer"),
+                               unix=any(c.transport == "unix" for c in suite.cases), tls=tls)
             if opts.resume:
                 writer = RunWriter.reopen(opts.resume)
             else:

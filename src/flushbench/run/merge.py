@@ -26,7 +26,8 @@ def case_row(case: Case) -> ResultRow:
             "nodelay": case.nodelay, "sndbuf": case.sndbuf, "rcvbuf": case.rcvbuf,
             "notsent_lowat": case.notsent_lowat, "msg_size": case.msg_size,
             "parts": case.parts, "reply": case.reply_size, "batch": case.batch,
-            "buffer": case.buffer, "transport": case.transport, "twin": case.twin}
+            "buffer": case.buffer, "transport": case.transport, "twin": case.twin,
+            "tls": case.tls, "tls_version": case.tls_version if case.tls else ""}
 
 
 def failed_row(case: Case, reason: str) -> ResultRow:
@@ -62,6 +63,21 @@ def collect(case: Case, parts_dir: Path, loops: int
     return row, samples, phases
 
 
+def tls_figures(row: ResultRow, values: list[dict[str, Any]], effective: dict[str, Any],
+                msgs: float) -> None:
+    """Records and overhead bytes per message (from each value's ``tls_bytes``: wire bytes
+    over the payload, GO frame excluded), the negotiated cipher and the handshake."""
+    extra = [v.get("tls_bytes") for v in values]
+    per_msg = sum(int(x) for x in extra if x is not None) / msgs \
+        if extra and None not in extra else None
+    record = effective.get("tls_record_bytes")
+    row["tls_overhead_bytes_per_msg"] = per_msg
+    row["tls_records_per_msg"] = per_msg / record if per_msg is not None and record else None
+    row["tls_record_bytes"] = record
+    row["tls_cipher"] = str(effective.get("tls_cipher") or "")
+    row["tls_handshake_us"] = effective.get("tls_handshake_us")
+
+
 def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any],
               lat: np.ndarray, loops: int) -> tuple[ResultRow, dict[str, np.ndarray]]:
     msgs = np.array([v["msgs"] for v in values], dtype=float)
@@ -81,7 +97,8 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
         "lat_samples": int(lat.size),
         "send_calls_per_msg": sum(v["calls"] for v in values) / total_msgs,
         "segs_per_msg": sum(segs) / total_msgs if None not in segs else None,
-        "retrans": int(sum(v["retrans"] for v in values)),
+        "retrans": int(sum(v["retrans"] for v in values))
+        if None not in (v.get("retrans") for v in values) else None,  # None: no TCP_INFO
         "rtt_us": effective.get("rtt_us"),
         "cpu_s_per_gb_client": sum(v["cpu_client_ns"] for v in values) / 1e9 / gb,
         "cpu_s_per_gb_peer": sum(v["cpu_peer_ns"] for v in values) / 1e9 / gb,
@@ -93,6 +110,8 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
         "msgs": int(total_msgs), "bytes": int(total_bytes), "values": len(values),
         "loops": loops, "duration_s": float(total_s), "error": "",
     })
+    if case.tls:
+        tls_figures(row, values, effective, float(total_msgs))
     if lat.size:
         us = lat / 1e3
         row["lat_mean_us"] = float(us.mean())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..case import LOCAL_ONLY, Case
 from ..errors import UsageError
 from ..measure import strategies
 from ..metadata import machine_id
@@ -92,9 +93,46 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         changes["rounds"] = opts.rounds
     if opts.values:
         changes["values"] = opts.values
-    if opts.transport != "loopback":
-        changes["cases"] = tuple(c.with_transport(opts.transport) for c in suite.cases)
+    cases, skipped = _on_transport(suite.cases, opts.transport)
+    if not cases:
+        raise UsageError(f"no case of suite {suite.name!r} can run over {opts.transport}: "
+                         f"{skipped[0][1]}" if skipped else f"suite {suite.name!r} is empty")
+    changes.update(cases=cases, skipped=skipped)
     return dataclasses.replace(suite, **changes)
+
+
+def _on_transport(cases: tuple[Case, ...], transport: str
+                  ) -> tuple[tuple[Case, ...], tuple[tuple[str, str], ...]]:
+    """The cases as the run's transport measures them, and the (id, reason) of those left out.
+
+    A loopback run keeps each case's own transport (a suite may set ``transport = ["loopback",
+    "unix"]``); another transport replaces it (duplicates merged). AF_UNIX cases cannot go to
+    a remote or emulated peer; a case whose option or strategy needs TCP is "unavailable over
+    unix", skipped with that reason rather than failed mid-run.
+    """
+    skipped: list[tuple[str, str]] = []
+    if transport != "loopback":
+        kept: dict[str, Case] = {}
+        for case in cases:
+            if case.transport in LOCAL_ONLY and transport not in LOCAL_ONLY + ("loopback6",):
+                skipped.append((case.id, f"unavailable over {transport}: {case.transport} "
+                                "sockets reach this host only"))
+            else:
+                try:
+                    moved = case.with_transport(transport)
+                except UsageError as exc:  # a TLS case, say: TLS needs a TCP transport
+                    skipped.append((case.id, f"unavailable over {transport}: {exc}"))
+                    continue
+                kept.setdefault(moved.id, moved)
+        cases = tuple(kept.values())
+    out = []
+    for case in cases:
+        reason = strategies.unavailable_over(case)
+        if reason:
+            skipped.append((case.id, reason))
+        else:
+            out.append(case)
+    return tuple(out), tuple(skipped)
 
 
 def auto_pin() -> dict[str, int]:

@@ -41,6 +41,10 @@ class RunProgress:
         self.rounds = max((v.round for v in visits), default=0) + 1
 
     def __enter__(self) -> RunProgress:
+        if not self.quiet:  # cases the run's transport cannot measure, and why
+            for case_id, why in self.suite.skipped:
+                self.console.print(f"skipped {case_id}: {why}", markup=False, highlight=False,
+                                   soft_wrap=True)
         self.bar.__enter__()
         return self
 

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..case import LOCAL_ONLY
 from ..errors import UsageError
-from ..measure.protocol import new_ticket
+from ..measure import unixsock
+from ..measure.protocol import format_addr, new_ticket
 from ..procs import PeerProcess
+from .tlsca import RunCA
 
 
 @dataclass
@@ -24,8 +27,12 @@ class Target:
     link: str | None = None  # emulated: the link spec
 
     def open(self, stack: contextlib.ExitStack, bind: str, token_file: Path | None = None,
-             cpu: int | None = None) -> PeerLink:
+             cpu: int | None = None, unix: bool = False, tls: RunCA | None = None) -> PeerLink:
         """Start or reach the peer (pinned to ``cpu`` where given); ``stack`` reaps it.
+
+        ``unix``: the run has unix cases; a local peer also listens on an AF_UNIX socket in a
+        private directory (removed with the peer: :class:`~flushbench.procs.PeerProcess`).
+        ``tls``: the run has TLS cases; a local peer serves TLS with a certificate of this CA.
 
         Every peer wants a ticket in each data hello: a local one gets the run's (made here),
         an agent's peer its session's (sent by the agent); the workers get it from
@@ -34,6 +41,9 @@ class Target:
         if self.transport == "remote":
             from ..remote.client import RemotePeer, read_token
 
+            if tls is not None:
+                raise UsageError("TLS cases (tls = true) need a local peer (loopback or --link): "
+                                 "an agent's peer has no certificate; filter them out")
             if token_file is None:
                 raise UsageError("--peer needs --token-file F, the agent's token (made with "
                                  "'flushbench agent --new-token F', copied to both hosts)")
@@ -52,19 +62,24 @@ class Target:
             link.worker_args = ["--netns", lab.client_ns]
             link.extra = {"link": str(lab.spec), "netlab": lab.describe()}
 
+        tls_cert = tls.server_cert(bind) if tls is not None else None
+        if tls is not None:  # the workers trust this CA; meta.json keeps its fingerprint
+            link.tls_ca, link.extra["tls_ca_sha256"] = tls.ca_path, tls.fingerprint
+
         def start() -> PeerProcess:
             started = stack.enter_context(PeerProcess(bind, cpu=cpu, prefix=prefix,
-                                                      ticket=link.ticket))
+                                                      ticket=link.ticket, unix=unix,
+                                                      tls_cert=tls_cert))
             return started
 
         peer = start()
-        link.addr, link.meta = peer.addr, peer.meta
+        link.addr, link.meta, link.unix_path = peer.addr, peer.meta, peer.unix_path
 
         def revive() -> None:  # a crashed local peer is restarted for the next case
             nonlocal peer
             if peer.proc.poll() is not None:
                 peer = start()
-                link.addr = peer.addr
+                link.addr, link.unix_path = peer.addr, peer.unix_path
 
         link.revive = revive
         return link
@@ -80,24 +95,35 @@ class PeerLink:
     extra: dict[str, Any] = field(default_factory=dict)
     revive: Callable[[], None] | None = None  # restart a dead local peer (not for agents)
     ticket: str | None = None  # what each data hello must present (the workers get it)
+    unix_path: str | None = None  # the local peer's AF_UNIX socket, for unix cases
+    tls_ca: str | None = None  # the run's CA certificate (TLS cases): the workers trust it
+
+    def peers(self) -> list[str]:
+        """The ``--peer`` values of a worker: HOST:PORT, and unix:PATH where there is one."""
+        return [format_addr(*self.addr)] + ([unixsock.format_unix(self.unix_path)]
+                                            if self.unix_path else [])
 
 
 def targets(peers: list[str], link: str | None, default_out: bool,
-            meta: dict[str, Any] | None) -> list[Target]:
+            meta: dict[str, Any] | None, transport: str = "loopback") -> list[Target]:
     """Where each run of one invocation goes: one run per ``--peer``, or one emulated or
-    loopback run; a resumed run goes where it went. ``default_out``: no ``--out`` given."""
+    loopback run; a resumed run goes where it went. ``default_out``: no ``--out`` given.
+    ``transport``: of a local run (``--transport``: loopback or unix)."""
     if meta is not None:  # resume: the same kind of peer as the run had
         return [Target(meta.get("transport", "loopback"), peer_addr=meta.get("peer_addr"),
                        link=meta.get("link"))]
     if peers and link:
         raise UsageError("--peer and --link exclude each other: a run goes to a remote agent "
                          "or to an emulated host")
+    if transport in LOCAL_ONLY and (peers or link):
+        raise UsageError(f"--transport {transport} runs on this host only: it excludes "
+                         f"{'--peer' if peers else '--link'} (drop one of them)")
     if peers:
         return [Target("remote", label=_slug(p) if len(peers) > 1 or default_out else "",
                        peer_addr=p) for p in peers]
     if link:
         return [Target("emulated", link=link)]
-    return [Target("loopback")]
+    return [Target(transport)]
 
 
 def _slug(text: str) -> str:

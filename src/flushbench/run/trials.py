@@ -28,9 +28,9 @@ TRIAL_COLUMNS = ["case", "workload", "round", "cell", "position", "start_s", "en
 # A value's counters, kept per value in the samples file (``v_<field>``) so that an
 # interrupted run resumes with everything it measured.
 VALUE_FIELDS = ("ops", "msgs", "bytes", "reply_bytes", "elapsed_ns", "cpu_client_ns",
-                "cpu_peer_ns", "calls", "segs", "retrans")
+                "cpu_peer_ns", "calls", "segs", "retrans", "tls_bytes")
 EFFECTIVE = ("nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff", "opt_mismatch",
-             "rtt_us")
+             "rtt_us", "tls_handshake_us", "tls_cipher", "tls_record_bytes")
 _FIGURES = ("throughput_bps", "msgs_per_s", "lat_p50_us", "lat_p99_us", "segs_per_msg",
             "send_calls_per_msg", "cpu_s_per_gb_client", "cpu_s_per_gb_peer")
 
@@ -117,8 +117,11 @@ class CaseTrials:
             return
         rounds = [int(r) for r in data["round_of_value"]]
         columns = {k: data[f"v_{k}"] for k in VALUE_FIELDS if f"v_{k}" in data}
-        self.values = [{k: (None if k == "segs" and int(col[i]) < 0 else int(col[i]))
+        self.values = [{k: (None if k in ("segs", "retrans") and int(col[i]) < 0 else int(col[i]))
                         for k, col in columns.items()} for i in range(len(rounds))]
+        for value in self.values:  # -1: no TLS (or no bytes_sent counter)
+            if value.get("tls_bytes", 0) < 0:
+                value["tls_bytes"] = None
         self.value_rounds = rounds
         self.lat = [np.asarray(data.get("lat_ns", np.zeros(0, np.int64)), dtype=np.int64)]
         self.effective = {k: row.get(k) for k in EFFECTIVE}

@@ -49,6 +49,7 @@ class VisitSpec:
     epoch: float  # the run's start (time.time()): trial start times are relative to it
     strategy_plugins: tuple[str, ...] = ()
     seed: int = 0  # orders the visit's slots (derived from the run's seed)
+    tls_ca: str | None = None  # the run's CA certificate, for TLS cases (a path, not a key)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -56,7 +57,7 @@ class VisitSpec:
             "loops": {c.id: self.loops.get(c.id, 0) for c in self.cases},
             "values": self.values, "warmups": self.warmups, "value_time": self.value_time,
             "io_timeout": self.io_timeout, "epoch": self.epoch, "seed": self.seed,
-            "strategy_plugins": list(self.strategy_plugins)})
+            "strategy_plugins": list(self.strategy_plugins), "tls_ca": self.tls_ca})
 
 
 def run_visit(spec: VisitSpec, folder: Path, peer: str, worker_args: Sequence[str],

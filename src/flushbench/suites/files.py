@@ -39,6 +39,9 @@ class Suite:
     description: str = ""
     source: str = ""  # the TOML text, kept in meta.json
     path: str = ""  # where it was read from
+    # (case id, reason) of cases left out because their transport lacks what they need
+    # (a TCP option over unix): filled by ``run.options.prepare_suite``
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def select(self, patterns: Sequence[str] | None) -> Suite:
         return dataclasses.replace(self, cases=tuple(filter_cases(self.cases, patterns)))
