@@ -51,10 +51,11 @@ def bench(session: nox.Session) -> None:
 
 
 # The runs the published report shows, the reference first: two back-to-back quick runs in
-# interleaved rounds, then the emulated-WAN run and the harness calibration (older runs stay
-# committed and load, but are not part of the report).
-PUBLISHED = ["results/epyc-2core-vm/20261202-060446-quick",
-             "results/epyc-2core-vm/20261202-060729-quick",
+# interleaved rounds, the TLS (and Unix socket) run, then the emulated-WAN run and the harness
+# calibration (older runs stay committed and load, but are not part of the report).
+PUBLISHED = ["results/epyc-2core-vm/20261202-132935-quick",
+             "results/epyc-2core-vm/20261202-133309-quick",
+             "results/epyc-2core-vm/20261202-133630-tls",
              "results/epyc-2core-vm/20261121-161435-wan",
              "results/epyc-2core-vm/20261121-161637-calibration"]
 

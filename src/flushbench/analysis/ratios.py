@@ -20,6 +20,7 @@ comparison is the absolute one of :mod:`.compare` alone.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,14 +73,31 @@ def run_comparisons(run: StoredRun) -> list[Comparison]:
     return [Comparison(str(c), str(b), str(a)) for c, b, a in triples]
 
 
-def round_log_ratios(trials: pd.DataFrame, case: str, baseline: str,
+class RoundTables:
+    """A run's trials as one round x case table per metric, made once per metric: a
+    comparison is then two column lookups (a pivot per comparison made ``compare`` of two
+    quick runs spend a second in pandas)."""
+
+    def __init__(self, trials: pd.DataFrame) -> None:
+        self.trials = trials
+        self.tables: dict[str, pd.DataFrame] = {}
+
+    def table(self, column: str) -> pd.DataFrame | None:
+        if column not in self.trials.columns:
+            return None
+        if column not in self.tables:
+            self.tables[column] = self.trials.pivot_table(index="round", columns="case",
+                                                          values=column, aggfunc="mean")
+        return self.tables[column]
+
+
+def round_log_ratios(trials: pd.DataFrame | RoundTables, case: str, baseline: str,
                      column: str) -> np.ndarray:
     """d_r = ln(case / baseline) for every round where both finished with a positive figure."""
-    if column not in trials.columns:
-        return np.zeros(0)
-    part = trials[trials["case"].isin([case, baseline])]
-    table = part.pivot_table(index="round", columns="case", values=column, aggfunc="mean")
-    if case not in table.columns or baseline not in table.columns:
+    tables = trials if isinstance(trials, RoundTables) else RoundTables(
+        trials[trials["case"].isin([case, baseline])] if "case" in trials.columns else trials)
+    table = tables.table(column)
+    if table is None or case not in table.columns or baseline not in table.columns:
         return np.zeros(0)
     a = table[case].to_numpy(dtype=float)
     b = table[baseline].to_numpy(dtype=float)
@@ -104,7 +122,9 @@ def ratio_of_ratios(d_ref: np.ndarray, d_run: np.ndarray, alpha: float = ALPHA) 
         return Paired(ratio, ratio, ratio, 1.0 if abs(diff) <= 1e-12 else 0.0, rounds)
     from scipy import stats
 
-    res = stats.ttest_ind(d_run, d_ref, equal_var=False)
+    with warnings.catch_warnings():  # nearly constant ratios (segments): scipy warns, rightly
+        warnings.simplefilter("ignore", RuntimeWarning)  # computes, and the interval says so
+        res = stats.ttest_ind(d_run, d_ref, equal_var=False)
     ci = res.confidence_interval(confidence_level=1 - alpha)
     return Paired(ratio, math.exp(float(ci.low)), math.exp(float(ci.high)), float(res.pvalue),
                   rounds)
@@ -139,6 +159,7 @@ def _pair_rows(ref: StoredRun, run: StoredRun, ref_rows: Mapping[str, Any],
             comps[(keys.get(c.case, c.case), keys.get(c.baseline, c.baseline), c.axis)] = None
     rows: list[dict[str, Any]] = []
     tests: list[Paired | None] = []
+    ref_tables, run_tables = RoundTables(ref_trials), RoundTables(run_trials)
     for key, base, axis in comps:
         pair_ref = (ref_ids.get(key), ref_ids.get(base))
         pair_run = (run_ids.get(key), run_ids.get(base))
@@ -153,10 +174,10 @@ def _pair_rows(ref: StoredRun, run: StoredRun, ref_rows: Mapping[str, Any],
                                    "reference": ref.label, "run": run.label}
             d_ref = d_run = np.zeros(0)
             if None not in pair_ref:  # each side's own ratio, even where the other lacks it
-                d_ref = round_log_ratios(ref_trials, str(pair_ref[0]), str(pair_ref[1]),
+                d_ref = round_log_ratios(ref_tables, str(pair_ref[0]), str(pair_ref[1]),
                                          metric.column)
             if None not in pair_run:
-                d_run = round_log_ratios(run_trials, str(pair_run[0]), str(pair_run[1]),
+                d_run = round_log_ratios(run_tables, str(pair_run[0]), str(pair_run[1]),
                                          metric.column)
             test = ratio_of_ratios(d_ref, d_run, alpha) if status == "ok" else None
             row.update(_side(_paired(d_ref, alpha), "ref"))
