@@ -70,7 +70,11 @@ def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int) -> flo
             if got.returncode == 0:
                 break
             time.sleep(0.05)
-        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+        try:
+            return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+        except (ValueError, KeyError):
+            raise SystemExit(f"iperf3 gave no result on 127.0.0.1:{port}: "
+                             f"{(got.stderr or out).strip()[:200]}") from None
     finally:
         procs.stop(server, 2.0)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from flushbench.measure import protocol
+from flushbench.measure import protocol, sockopts
 from flushbench.measure.drivers import (
     DRIVERS,
     LOOP_STRATEGIES,
@@ -74,10 +74,9 @@ def connections(request: pytest.FixtureRequest) -> Iterator[tuple[list[socket.so
     server = threading.Thread(target=peer.serve, args=(CONNS,), daemon=True)
     server.start()
     socks = [socket.create_connection(listener.getsockname(), timeout=10) for _ in range(CONNS)]
-    for s in socks:
+    for s in socks:  # blocking, each call bounded by the kernel (as a Session leaves them)
         s.settimeout(None)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, b"\x1e" + b"\0" * 15)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, b"\x1e" + b"\0" * 15)
+        sockopts.set_timeouts(s, 30.0)
     server.join(10)
     try:
         yield socks, peer

@@ -21,6 +21,7 @@ tens of ms to import: not on the path of a single-connection case).
 from __future__ import annotations
 
 import importlib.util
+import socket
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,12 @@ class ConnResult:
     end_ns: int  # perf_counter_ns when its work ended (stream: DONE read; rr: last reply)
     done: bytes  # the peer's DONE frame
     stamps: array[int] = field(default_factory=lambda: array("q"))  # rr: each reply's time
+
+
+def chunks(strategy: str, parts: Sequence[bytes]) -> Sequence[bytes]:
+    """What an event-loop driver writes for one message: the parts joined ("coalesce"),
+    or each part as it comes."""
+    return (b"".join(parts),) if strategy == "coalesce" else parts
 
 
 class Driver(Protocol):
@@ -100,11 +107,8 @@ def misfit(driver: str, strategy: str, workload: str, is_async: bool) -> str | N
     return None
 
 
-def open_driver(driver: str, socks: Sequence[object], work: Work) -> Driver:
+def open_driver(driver: str, conns: Sequence[socket.socket], work: Work) -> Driver:
     """Start ``driver`` on connected sockets (the caller keeps them until ``close``)."""
-    import socket
-
-    conns = [s for s in socks if isinstance(s, socket.socket)]
     if driver == "threads":
         from .threaded import ThreadsDriver
 

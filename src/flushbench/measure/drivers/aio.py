@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from .. import protocol, sockopts
 from ..aiosession import flush_transport
-from . import ConnResult, Work
+from . import ConnResult, Work, chunks
 from .common import push_tail
 
 perf_counter_ns = time.perf_counter_ns
@@ -71,32 +71,26 @@ class AsyncioDriver:
 
     async def _one(self, i: int, n: int) -> ConnResult:
         reader, writer = self.streams[i]
-        work, parts, pc = self.work, self.work.parts, perf_counter_ns
-        how = work.strategy
+        work, pc = self.work, perf_counter_ns
+
+        def write(parts: Sequence[bytes]) -> None:
+            if work.strategy == "asyncio":
+                writer.writelines(parts)
+            else:  # "sendall": a write per part; "coalesce": one joined write
+                for chunk in chunks(work.strategy, parts):
+                    writer.write(chunk)
+
         if work.workload == "stream":
             for _ in range(n):
-                if how == "asyncio":
-                    writer.writelines(parts)
-                elif how == "coalesce":
-                    writer.write(b"".join(parts))
-                else:
-                    for part in parts:
-                        writer.write(part)
+                write(work.parts)
                 await writer.drain()
             await flush_transport(writer)
             push_tail(self.socks[i], work.nodelay)
             done = await reader.readexactly(protocol.DONE.size)
             return ConnResult(pc(), done)
         stamps = array("q", bytes(8 * n))
-        request = b"".join(parts) if how == "coalesce" else b""
         for k in range(n):
-            if request:
-                writer.write(request)
-            elif how == "asyncio":
-                writer.writelines(parts)
-            else:
-                for part in parts:
-                    writer.write(part)
+            write(work.parts)
             await writer.drain()
             await reader.readexactly(work.reply_size)
             stamps[k] = pc()

@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Sequence
 
 from .. import protocol
-from . import ConnResult, Work
+from . import ConnResult, Work, chunks
 from .common import bye_all, go_all, push_tail
 
 perf_counter_ns = time.perf_counter_ns
@@ -51,11 +51,8 @@ class _Conn:
     def fill(self) -> None:
         parts, out = self.work.parts, self.out
         while self.made < self.n and len(out) < HIGH_WATER:
-            if self.work.strategy == "coalesce":
-                out += b"".join(parts)
-            else:
-                for part in parts:
-                    out += part
+            for chunk in chunks(self.work.strategy, parts):
+                out += chunk
             self.made += 1
 
     def send_request(self) -> int:

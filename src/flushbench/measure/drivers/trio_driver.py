@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import trio
 
 from .. import protocol, sockopts
-from . import ConnResult, Work
+from . import ConnResult, Work, chunks
 from .common import bye_all, push_tail
 
 perf_counter_ns = time.perf_counter_ns
@@ -61,26 +61,19 @@ class TrioDriver:
 
     async def _one(self, i: int, stream: trio.SocketStream, n: int,
                    results: list[ConnResult | None]) -> None:
-        work, parts, pc = self.work, self.work.parts, perf_counter_ns
-        joined = work.strategy == "coalesce"
+        work, pc = self.work, perf_counter_ns
         if work.workload == "stream":
             for _ in range(n):
-                if joined:
-                    await stream.send_all(b"".join(parts))
-                else:
-                    for part in parts:
-                        await stream.send_all(part)
+                for chunk in chunks(work.strategy, work.parts):
+                    await stream.send_all(chunk)
             push_tail(self.socks[i], work.nodelay)
             done = await _receive_exactly(stream, protocol.DONE.size)
             results[i] = ConnResult(pc(), done)
             return
         stamps = array("q", bytes(8 * n))
         for k in range(n):
-            if joined:
-                await stream.send_all(b"".join(parts))
-            else:
-                for part in parts:
-                    await stream.send_all(part)
+            for chunk in chunks(work.strategy, work.parts):
+                await stream.send_all(chunk)
             await _receive_exactly(stream, work.reply_size)
             stamps[k] = pc()
         done = await _receive_exactly(stream, protocol.DONE.size)
