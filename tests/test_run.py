@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,10 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     assert meta["schema_version"] == 2 and meta["suite"]["name"] == "smoke"
     assert meta["schedule"]["rounds"] == 5 and isinstance(meta["schedule"]["seed"], int)
     assert "net.ipv4.tcp_wmem" in meta["client"]["sysctls"]
+    for path in (smoke_run / "samples").glob("*.npz"):  # stored deflated once the run ends
+        with zipfile.ZipFile(path) as archive:
+            assert {m.compress_type for m in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert len(list((smoke_run / "samples").glob("*.npz"))) == 9
     assert meta["peer"]["python"]
     assert meta["host_speed_probe"]["cpus"] and meta["host_speed_probe"]["slice_s"] > 0
     suite = pyperf.BenchmarkSuite.load(str(smoke_run / "pyperf.json"))

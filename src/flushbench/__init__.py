@@ -7,13 +7,7 @@ and :mod:`flushbench.testing` (the conformance check every strategy must pass).
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = _metadata.version("flushbench")
-except _metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
 
 __all__ = ["AsyncStrategy", "Strategy", "__version__", "load", "register_strategy"]
 
@@ -21,9 +15,18 @@ if TYPE_CHECKING:  # what users' type checkers see; at run time the names load l
     from .measure.strategies import AsyncStrategy, Strategy, register_strategy
     from .results import load
 
+    __version__: str
+
 
 def __getattr__(name: str) -> Any:
     # Lazy: workers import flushbench without paying for pandas.
+    if name == "__version__":  # lazy too: importlib.metadata costs a worker 90 ms
+        from importlib import metadata
+
+        try:
+            return metadata.version("flushbench")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
     if name == "load":
         from .results import load
 

@@ -237,8 +237,14 @@ class RunWriter:
             frame.to_csv(fh, index=False)
 
     def add_case(self, row: ResultRow, samples: Mapping[str, np.ndarray] | None = None,
-                 ) -> None:
-        """Store one finished (or failed) case: samples first, then the row."""
+                 *, compress: bool = True, table: bool = True) -> None:
+        """Store one finished (or failed) case: samples first, then the row.
+
+        A run in progress stores its samples uncompressed (``compress=False``: deflating
+        millions of latencies after every visit cost more than the visit's own merge) and
+        may write the table once for several cases (``table=False``, then
+        :meth:`write_table`); the run's end stores them compressed.
+        """
         full: dict[Hashable, Any] = {c: row.get(c) for c in COLUMNS}
         if not full["case"]:
             raise ValueError("a row needs its case id")
@@ -246,11 +252,13 @@ class RunWriter:
             buf = io.BytesIO()
             arrays = {k: np.asarray(v) for k, v in samples.items()}
             # numpy's stub has allow_pickle: bool beside **kwds, so mypy checks arrays against it
-            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # stub: allow_pickle: bool
+            save = np.savez_compressed if compress else np.savez
+            save(buf, **arrays)  # type: ignore[arg-type]  # stub: allow_pickle: bool
             with atomic_write(sample_path(self.dir, full["case"]), "wb") as fh:
                 fh.write(buf.getvalue())
         self.rows[full["case"]] = full
-        self.write_table()
+        if table:
+            self.write_table()
 
     def write_pyperf(self, suite_json: str) -> None:
         with atomic_write(self.dir / PYPERF) as fh:

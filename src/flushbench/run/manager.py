@@ -204,13 +204,16 @@ class Manager:
         shutil.rmtree(folder, ignore_errors=True)
         return rows
 
-    def _write(self, changed: Sequence[Case]) -> None:
+    def _write(self, changed: Sequence[Case], final: bool = False) -> None:
+        """trials.csv, the changed cases' rows and samples (compressed when ``final``), the
+        table once, and the frozen loop counts."""
         frame = pd.DataFrame(self.trials, columns=TRIAL_COLUMNS)
         with atomic_write(self.writer.dir / TRIALS) as fh:
             frame.to_csv(fh, index=False)
         for case in changed:
             row, samples = self.acc[case.id].row()
-            self.writer.add_case(row, samples)
+            self.writer.add_case(row, samples, compress=final, table=False)
+        self.writer.write_table()
         with atomic_write(self.writer.dir / "loops.json") as fh:
             json.dump(self.loops, fh, indent=1, sort_keys=True)
 
@@ -224,7 +227,11 @@ class Manager:
         self.writer.write_pyperf(buf.getvalue())
 
     def finish(self) -> None:
-        """verdicts.csv from every trial so far (an interrupted run gets a partial one)."""
+        """The samples compressed, and verdicts.csv from every trial so far (an interrupted
+        run gets a partial one)."""
+        measured = [self.cases[cid] for cid, acc in self.acc.items() if acc.values]
+        if measured:
+            self._write(measured, final=True)
         comparisons = [c for cell in self.cells for c in cell.comparisons]
         workloads = {cid: case.workload for cid, case in self.cases.items()}
         frame = verdicts.build(pd.DataFrame(self.trials, columns=TRIAL_COLUMNS), comparisons,
