@@ -30,6 +30,11 @@ MAX_OPS = 10_000_000
 MAX_BATCH = 4096
 MAX_PARTS = 64
 TLS_VERSIONS = ("1.2", "1.3")  # the tls_version a case may ask for (1.3 unless said)
+# How one client process drives a case's connections (measure/drivers/); "" = one
+# connection, the classic single-connection session. A driver case runs these workloads.
+DRIVERS = ("threads", "selectors", "asyncio", "uvloop", "trio")
+DRIVER_WORKLOADS = ("stream", "rr")
+MAX_CONNS = 1000  # connections one case may open at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,10 @@ class Case:
     # version only counts with tls on (a tls-off case always holds the default).
     tls: bool = False
     tls_version: str = "1.3"
+    # Many connections: ``conns`` sockets driven by ``driver`` in one client process (id
+    # suffix "c<conns>-<driver>", only with a driver: every id without one stays as it was).
+    conns: int = 1
+    driver: str = ""
     # How it is measured, not what: not part of the id.
     ops: int = field(default=0, compare=False)
 
@@ -121,7 +130,7 @@ class Case:
         need(self.transport in TRANSPORTS, f"unknown transport {self.transport!r}; "
              f"expected one of {', '.join(TRANSPORTS)}")
         for name in ("msg_size", "parts", "sndbuf", "rcvbuf", "notsent_lowat", "reply",
-                     "batch", "buffer", "ops"):
+                     "batch", "buffer", "ops", "conns"):
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                  f"{name} must be a whole number >= 0, got {value!r}")
@@ -132,6 +141,7 @@ class Case:
              f"string), got {self.tls_version!r}")
         if not self.tls:  # one tls-off case, whatever tls_version a matrix paired it with
             object.__setattr__(self, "tls_version", TLS_VERSIONS[-1])
+        self._check_driver(need)
         need(1 <= self.parts <= MAX_PARTS, f"parts must be 1..{MAX_PARTS}, got {self.parts}")
         need(1 <= self.batch <= MAX_BATCH, f"batch must be 1..{MAX_BATCH}, got {self.batch}")
         need(self.msg_size <= MAX_SIZE, f"msg_size must be <= {MAX_SIZE}, got {self.msg_size}")
@@ -150,6 +160,22 @@ class Case:
                  "one message per operation")
         need(self.msg_size * self.batch <= MAX_SIZE,
              f"batch x msg_size must be <= {MAX_SIZE} bytes per operation")
+
+    def _check_driver(self, need: Any) -> None:
+        need(1 <= self.conns <= MAX_CONNS,
+             f"conns must be 1..{MAX_CONNS} connections, got {self.conns}")
+        need(self.driver == "" or self.driver in DRIVERS, f"unknown driver {self.driver!r}; "
+             f"expected one of {', '.join(DRIVERS)}")
+        if not self.driver:
+            need(self.conns == 1, f"conns = {self.conns} needs a driver to run them: one of "
+                 f"{', '.join(DRIVERS)}")
+            return
+        need(self.workload in DRIVER_WORKLOADS, f"driver {self.driver} runs the "
+             f"{' and '.join(DRIVER_WORKLOADS)} workloads, not {self.workload}")
+        need(not self.tls, f"driver {self.driver}: TLS cases run one connection (leave "
+             "driver and conns out)")
+        need(self.transport != "unix", f"driver {self.driver}: driver cases run over TCP, "
+             "not unix")
 
     # -- derived -------------------------------------------------------------------------
 
@@ -190,16 +216,20 @@ class Case:
             bits.append("b" + size_id(self.buffer))
         if self.tls:  # only then: every id without TLS stays as it was
             bits.append("tls" + self.tls_version.replace(".", ""))
+        if self.driver:
+            bits.append(f"c{self.conns}-{self.driver}")
         bits.append(self.transport)
         if self.twin:
             bits.append("twin")
         return "-".join(bits)
 
     def sort_key(self) -> tuple[str, int, str, int, int, bool, int, int, int, int, int, int,
-                                bool, str, bool]:
+                                bool, str, int, int, bool]:
+        driver = DRIVERS.index(self.driver) + 1 if self.driver else 0
         return (self.transport, WORKLOADS.index(self.workload), self.strategy, self.msg_size,
                 self.parts, self.nodelay, self.sndbuf, self.rcvbuf, self.notsent_lowat,
-                self.reply, self.batch, self.buffer, self.tls, self.tls_version, self.twin)
+                self.reply, self.batch, self.buffer, self.tls, self.tls_version, self.conns,
+                driver, self.twin)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -41,7 +41,7 @@ SCHEMA_VERSION = 2  # 2: interleaved rounds (trials.csv, verdicts.csv, twin colu
 
 CASE_COLUMNS = ["case", "workload", "strategy", "nodelay", "sndbuf", "rcvbuf", "notsent_lowat",
                 "msg_size", "parts", "reply", "batch", "buffer", "transport", "twin", "tls",
-                "tls_version"]
+                "tls_version", "conns", "driver"]
 METRIC_COLUMNS = [
     "throughput_bps",  # payload bits per second sent by the client
     "msgs_per_s",
@@ -64,17 +64,22 @@ METRIC_COLUMNS = [
     "tls_record_bytes",  # what one record adds, from the version and cipher (22 for TLS 1.3)
     "tls_cipher",  # the negotiated version and cipher
     "tls_handshake_us",  # the handshake of the case's last trial (never inside a value)
+    # driver cases only (empty otherwise): see measure/multisession.py. Per value, each
+    # connection's rate (its bytes over its own time); then the mean over values of:
+    "jain_fairness",  # Jain's index of those rates (1: all equal; 1/conns: one got it all)
+    "conn_min_bps", "conn_max_bps",  # the slowest and the fastest connection's bits/s
+    "cpu_share_client", "cpu_share_peer",  # CPU seconds per second of values (1.0: one CPU)
 ]
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
 STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error",
-                  "tls_version", "tls_cipher"}
+                  "tls_version", "tls_cipher", "driver"}
 BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin", "tls"}
 NUMBER_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS | BOOL_COLUMNS]
 # whole numbers of bytes or counts: the case's parameters (msg_size in every row) and what
 # the kernel and the loops counted
 WHOLE_COLUMNS = ["msg_size", "sndbuf", "rcvbuf", "notsent_lowat", "parts", "reply", "batch",
                  "buffer", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff", "lat_samples",
-                 "retrans", "rtt_us", "msgs", "bytes", "values", "loops"]
+                 "retrans", "rtt_us", "msgs", "bytes", "values", "loops", "conns"]
 
 TABLE = "table.csv"
 META = "meta.json"
@@ -104,6 +109,8 @@ class ResultRow(TypedDict, total=False):
     twin: bool
     tls: bool
     tls_version: str  # "" without TLS
+    conns: int
+    driver: str  # "" for a single-connection case
     throughput_bps: float
     msgs_per_s: float
     rate_rsd: float
@@ -114,7 +121,7 @@ class ResultRow(TypedDict, total=False):
     lat_p999_us: float
     lat_max_us: float
     lat_samples: int
-    send_calls_per_msg: float
+    send_calls_per_msg: float | None  # None: not counted (driver cases)
     segs_per_msg: float | None
     retrans: int | None
     rtt_us: int | None
@@ -137,6 +144,11 @@ class ResultRow(TypedDict, total=False):
     tls_record_bytes: int | None
     tls_cipher: str
     tls_handshake_us: float | None
+    jain_fairness: float | None
+    conn_min_bps: float | None
+    conn_max_bps: float | None
+    cpu_share_client: float | None
+    cpu_share_peer: float | None
 
 
 # -- atomic file writes -------------------------------------------------------------------
@@ -314,8 +326,9 @@ def read_table(run_dir: Path, meta: Mapping[str, Any] | None = None) -> pd.DataF
                            "flushbench table")
     for col in COLUMNS:  # older schemas: add what they did not have
         if col not in frame.columns:
-            # schema 1 had no twins; runs before TLS had no TLS cases
-            frame[col] = False if col in ("twin", "tls") else pd.NA
+            # schema 1 had no twins; runs before TLS had no TLS cases, before drivers one
+            # connection per case
+            frame[col] = False if col in ("twin", "tls") else 1 if col == "conns" else pd.NA
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
     for col in STRING_COLUMNS:
         frame[col] = frame[col].fillna("").astype(str)

@@ -366,7 +366,7 @@ def _one_session(case: Case, transport: str, timeout: float) -> None:
             raise AssertionError(f"{label}: Session.close() left its socket open")
         if peer.is_alive() or errors:
             raise AssertionError(f"{label}: the peer did not end cleanly: {errors or 'hangs'}")
-        if any(v.calls < v.msgs for v in session.values):
+        if any(v.calls is None or v.calls < v.msgs for v in session.values):
             raise AssertionError(f"{label}: fewer calls than messages in {session.values}")
     finally:
         if peer.is_alive():

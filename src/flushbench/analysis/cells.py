@@ -4,7 +4,8 @@ A *cell* holds the cases that differ only along the compared axes (strategy with
 buffer, nodelay, sndbuf, notsent_lowat, and transport between loopback TCP and unix): same
 workload, size, parts, reply, batch, rcvbuf and transport family. Within a cell, each case is
 compared with its *baseline* along each axis where it differs from the default: ``sendall``
-for the strategy axis, off / auto for an option, ``loopback`` for a unix case.
+for the strategy axis, off / auto for an option, ``loopback`` for a unix case, ``threads``
+for the driver axis (a driver case's cell also holds its connection count).
 A TLS case (``tls`` axis, baseline off) sits in the cell of the same case in the clear.
 
 Each cell also gets a *twin* of its root baseline (the case closest to sendall with every
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 
 from ..case import Case, size_id
 
-AXES = ("strategy", "nodelay", "sndbuf", "notsent_lowat", "transport", "tls")
+AXES = ("strategy", "nodelay", "sndbuf", "notsent_lowat", "transport", "tls", "driver")
+BASE_DRIVER = "threads"  # the driver axis's baseline: a blocking strategy per thread
 # A transport compared with another sits in the cell of its baseline transport.
 BASE_TRANSPORT = {"unix": "loopback"}
 AA = "A/A"  # the axis name of a twin's comparison
@@ -59,6 +61,8 @@ def cell_name(case: Case, transport: str | None = None) -> str:
         bits.append("r" + size_id(case.reply))
     if case.workload == "pipeline":
         bits.append(f"k{case.batch}")
+    if case.driver:  # a driver case: its connection count is part of what the cell holds
+        bits.append(f"c{case.conns}")
     bits.append(transport or BASE_TRANSPORT.get(case.transport, case.transport))
     return "-".join(bits)
 
@@ -81,6 +85,9 @@ def _baseline(case: Case, axis: str) -> Case | None:
         return dataclasses.replace(case, transport=base, twin=False) if base else None
     if axis == "tls":  # a TLS case against the same case in the clear (same cell)
         return dataclasses.replace(case, tls=False, twin=False) if case.tls else None
+    if axis == "driver":  # the same connections driven by a thread each
+        return dataclasses.replace(case, driver=BASE_DRIVER, twin=False) \
+            if case.driver and case.driver != BASE_DRIVER else None
     raise ValueError(f"unknown axis {axis!r}; expected one of {', '.join(AXES)}")
 
 
@@ -88,7 +95,8 @@ def _root(cases: Sequence[Case]) -> Case:
     """The case every other one is closest to comparing with: sendall, options at defaults."""
     return min(cases, key=lambda c: (c.strategy != "sendall", c.buffer != 0, c.sndbuf != 0,
                                      c.notsent_lowat != 0, c.nodelay,
-                                     c.transport in BASE_TRANSPORT, c.tls, c.sort_key()))
+                                     c.transport in BASE_TRANSPORT, c.tls,
+                                     c.driver not in ("", BASE_DRIVER), c.sort_key()))
 
 
 def cells(cases: Iterable[Case], twins: bool = True) -> list[Cell]:

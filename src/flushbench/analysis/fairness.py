@@ -1,5 +1,5 @@
 """Figures of a value measured on N connections at once: aggregate and per-connection
-throughput, Jain's fairness index, and latency percentiles over every connection's samples.
+throughput and Jain's fairness index (the table's columns: run/merge.connection_figures).
 
 Each connection's throughput is its bytes over its own time (from the value's start to the
 end of its work); the aggregate is all bytes over the value's time (to the last connection's
@@ -50,23 +50,3 @@ def stream_figures(bytes_per_conn: Sequence[int], elapsed_ns: Sequence[int]) -> 
     return ConnFigures(conns=len(b), throughput_bps=float(8 * b.sum() / t.max()),
                        conn_min_bps=float(rates.min()), conn_max_bps=float(rates.max()),
                        jain_fairness=jain(rates))
-
-
-def merged_percentiles(samples: Sequence[Sequence[int] | npt.NDArray[np.int64]],
-                       quantiles: Sequence[float] = (50, 90, 99, 99.9)) -> dict[float, float]:
-    """Percentiles over every connection's latency samples pooled (ns in, µs out)."""
-    pooled = np.concatenate([np.asarray(s, dtype=np.int64) for s in samples]) if samples \
-        else np.empty(0, dtype=np.int64)
-    if pooled.size == 0:
-        return {q: float("nan") for q in quantiles}
-    values = np.percentile(pooled, list(quantiles))
-    return {q: float(v) / 1e3 for q, v in zip(quantiles, values)}
-
-
-def latencies(t0_ns: int, stamps: Sequence[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """A closed-loop connection's operation latencies: differences of its reply stamps,
-    the first from the value's start."""
-    s = np.asarray(stamps, dtype=np.int64)
-    if s.size == 0:
-        return s
-    return np.diff(s, prepend=np.int64(t0_ns))

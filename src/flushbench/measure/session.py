@@ -39,11 +39,14 @@ class ValueStats:
     elapsed_ns: int
     cpu_client_ns: int
     cpu_peer_ns: int
-    calls: int
+    calls: int | None  # None: not counted (a driver case's event loop)
     segs: int | None  # None where TCP_INFO has no data segment counter
     retrans: int | None
     # TLS: bytes on the wire over the messages' own (records' headers, tags), or None
     tls_bytes: int | None = None
+    # A driver case (many connections): each connection's own time in the value, from the
+    # common start to its end (measure/multisession.py); None for one connection.
+    conn_ns: list[int] | None = None
 
 
 class ValueLoop(Protocol):
@@ -133,18 +136,7 @@ class Session:
         sock.settimeout(None)  # blocking: no poll() before each send on the timed path
         sockopts.set_timeouts(sock, self.io_timeout)
         self.opts = sockopts.Options(case.nodelay, case.sndbuf, case.notsent_lowat)
-        hello = {"v": protocol.PROTOCOL_VERSION, "workload": case.workload,
-                 "msg_size": case.msg_size, "reply": case.reply_size, "batch": case.batch,
-                 "rcvbuf": case.rcvbuf}
-        if self.ticket is not None:
-            hello["ticket"] = self.ticket
-        if case.tls:  # the peer answers, then both ends shake hands (see _start_tls)
-            hello["tls"] = True
-        protocol.send_frame(sock, hello)
-        ack = protocol.recv_frame(sock)
-        if not ack.get("ok"):
-            why = protocol.one_line(ack.get("error", ack))
-            raise PeerError(f"the peer refused the case: {why}")
+        ack = say_hello(sock, case, self.ticket)
         self.rcvbuf_eff = ack.get("rcvbuf_eff")
         ctx = self._start_tls(ack) if case.tls else None
         sock = self.sock  # the TLS socket of a blocking TLS case
@@ -277,6 +269,24 @@ class Session:
             if self.file is not None:
                 self.file.close()
                 self.file = None
+
+
+def say_hello(sock: socket.socket, case: Case, ticket: str | None) -> dict[str, Any]:
+    """Tell the peer what the connection will do (with the ticket); its answer, or PeerError
+    with the peer's reason. A TLS case asks for TLS: both ends shake hands next."""
+    hello: dict[str, Any] = {"v": protocol.PROTOCOL_VERSION, "workload": case.workload,
+                             "msg_size": case.msg_size, "reply": case.reply_size,
+                             "batch": case.batch, "rcvbuf": case.rcvbuf}
+    if ticket is not None:
+        hello["ticket"] = ticket
+    if case.tls:
+        hello["tls"] = True
+    protocol.send_frame(sock, hello)
+    ack = protocol.recv_frame(sock)
+    if not ack.get("ok"):
+        why = protocol.one_line(ack.get("error", ack))
+        raise PeerError(f"the peer refused the case: {why}")
+    return ack
 
 
 def make_file(size: int) -> io.BufferedRandom:

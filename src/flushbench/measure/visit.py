@@ -30,6 +30,7 @@ from typing import Any
 from ..case import Case
 from ..errors import FlushbenchError, PeerError
 from . import strategies
+from .multisession import MultiSession
 from .protocol import parse_addr, read_ticket
 from .session import Session
 from .unixsock import Addr, parse_unix
@@ -83,7 +84,8 @@ class Trial:
         self.value_time = float(spec["value_time"])
         self.loops = int(spec["loops"].get(case.id) or 0)  # 0: calibrate in this trial
         self.n = self.loops
-        self.session: Session | None = None
+        self.session: Session | MultiSession | None = None
+        self.finished = False
         self.record: dict[str, Any] = {"case": case.id, "round": spec["round"],
                                        "cpu": current_cpu(), "pid": os.getpid(),
                                        "start_s": time.time() - epoch, "values": [],
@@ -95,10 +97,16 @@ class Trial:
             kind = "unix" if self.case.transport == "unix" else "tcp"
             if kind not in peers:
                 raise PeerError(f"no {kind} peer was given for this {self.case.transport} case")
-            self.session = session = Session.connect(self.case, peers[kind], self.io_timeout,
-                                                     self.spec.get("ticket"),
-                                                     ca=self.spec.get("tls_ca"))
-            self.n = min(self.loops, len(session.ts)) if self.loops else \
+            addr, ticket = peers[kind], self.spec.get("ticket")
+            session: Session | MultiSession
+            if self.case.driver:  # many connections (never unix: see Case)
+                assert not isinstance(addr, str)
+                session = MultiSession.connect(self.case, addr, self.io_timeout, ticket)
+            else:
+                session = Session.connect(self.case, addr, self.io_timeout, ticket,
+                                          ca=self.spec.get("tls_ca"))
+            self.session = session
+            self.n = min(self.loops, self.case.op_count) if self.loops else \
                 session.ops_for(self.case.op_count, self.value_time)
             for _ in range(int(self.spec["warmups"])):
                 session.run_value(self.n, record=False)
@@ -131,7 +139,10 @@ class Trial:
         self.record["error"] = describe(exc, self.io_timeout)
 
     def finish(self, out: Path) -> None:
-        """Leave the record and the latencies in ``out``; close the connection."""
+        """Leave the record and the latencies in ``out``; close the connection (once)."""
+        if self.finished:
+            return
+        self.finished = True
         session, record = self.session, self.record
         try:
             if session is not None and not record["error"]:
@@ -157,7 +168,9 @@ def run_visit(cases: list[Case], peers: dict[str, Addr], spec: dict[str, Any],
     its baseline are measured milliseconds apart, over and over, and the host's drift in
     between is small. A slow case (one operation takes most of a value: the delayed-ACK
     trap) runs its values in a row right after its warm-up instead: interleaving would
-    leave its connection idle long enough to fall back into quick-ACK mode.
+    leave its connection idle long enough to fall back into quick-ACK mode. So does a driver
+    case (many connections), which then closes them before the next case opens its own: the
+    peer holds one case's connections at a time.
     """
     epoch = float(spec["epoch"])
     rng = random.Random(int(spec.get("seed", 0)))
@@ -166,7 +179,11 @@ def run_visit(cases: list[Case], peers: dict[str, Addr], spec: dict[str, Any],
         fast = []
         for trial in trials:
             trial.open(peers)
-            if trial.slow:
+            if trial.case.driver:
+                for _ in range(int(spec["values"])):
+                    trial.value()
+                trial.finish(out)
+            elif trial.slow:
                 for _ in range(min(SLOW_VALUES, int(spec["values"]))):
                     trial.value()
             else:

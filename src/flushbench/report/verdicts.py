@@ -55,6 +55,9 @@ def case_label(row: Mapping[Hashable, Any]) -> str:
     if is_true(row.get("tls")):  # the version only as the two a case may hold
         version = str(row.get("tls_version"))
         bits.append(f"TLS {version if version in ('1.2', '1.3') else '?'}")
+    driver = str(row.get("driver") or "")
+    if driver and driver != "nan":
+        bits.append(driver)
     if is_true(row.get("twin")):
         bits.append("twin")
     return " ".join(bits)
@@ -80,6 +83,8 @@ def short_vs(axis: str, baseline: Mapping[Hashable, Any]) -> str:
         return f"{baseline.get('transport') or '?'} TCP"
     if axis == "tls":
         return "TLS off"
+    if axis == "driver":
+        return str(baseline.get("driver") or "?")
     return case_label(baseline)
 
 
@@ -97,6 +102,10 @@ def setting(row: Mapping[Hashable, Any]) -> str:
         bits.append(f"reply {size_label(reply)}")
     if workload == "pipeline" and _whole(row, "batch"):
         bits.append(f"k{_whole(row, 'batch')}")
+    driver = str(row.get("driver") or "")
+    if driver and driver != "nan":
+        conns = _whole(row, "conns")
+        bits.append(f"{conns:,} connection{'s' if conns != 1 else ''}")
     return " ".join(bits)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..analysis.fairness import stream_figures
 from ..case import Case
 from ..errors import PeerError
 
@@ -27,7 +28,8 @@ def case_row(case: Case) -> ResultRow:
             "notsent_lowat": case.notsent_lowat, "msg_size": case.msg_size,
             "parts": case.parts, "reply": case.reply_size, "batch": case.batch,
             "buffer": case.buffer, "transport": case.transport, "twin": case.twin,
-            "tls": case.tls, "tls_version": case.tls_version if case.tls else ""}
+            "tls": case.tls, "tls_version": case.tls_version if case.tls else "",
+            "conns": case.conns, "driver": case.driver}
 
 
 def failed_row(case: Case, reason: str) -> ResultRow:
@@ -78,6 +80,27 @@ def tls_figures(row: ResultRow, values: list[dict[str, Any]], effective: dict[st
     row["tls_handshake_us"] = effective.get("tls_handshake_us")
 
 
+def connection_figures(row: ResultRow, values: list[dict[str, Any]]) -> None:
+    """A driver case's fairness and per-connection spread, and both ends' CPU share: per
+    value, each connection's rate is its bytes (ops x msg_size) over its own time; the
+    columns are the means over values (a value with no per-connection times is left out)."""
+    fair, low, high = [], [], []
+    for v in values:
+        ns = list(v.get("conn_ns") or [])
+        if not ns or min(ns) <= 0:
+            continue
+        figures = stream_figures([v["bytes"] // len(ns)] * len(ns), ns)
+        fair.append(figures.jain_fairness)
+        low.append(figures.conn_min_bps)
+        high.append(figures.conn_max_bps)
+    row["jain_fairness"] = float(np.mean(fair)) if fair else None
+    row["conn_min_bps"] = float(np.mean(low)) if low else None
+    row["conn_max_bps"] = float(np.mean(high)) if high else None
+    wall = sum(v["elapsed_ns"] for v in values)
+    row["cpu_share_client"] = sum(v["cpu_client_ns"] for v in values) / wall if wall else None
+    row["cpu_share_peer"] = sum(v["cpu_peer_ns"] for v in values) / wall if wall else None
+
+
 def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any],
               lat: np.ndarray, loops: int) -> tuple[ResultRow, dict[str, np.ndarray]]:
     msgs = np.array([v["msgs"] for v in values], dtype=float)
@@ -95,7 +118,8 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
         "rate_rsd": float(per_value_rate.std(ddof=1) / per_value_rate.mean())
         if len(values) > 1 else 0.0,
         "lat_samples": int(lat.size),
-        "send_calls_per_msg": sum(v["calls"] for v in values) / total_msgs,
+        "send_calls_per_msg": sum(v["calls"] for v in values) / total_msgs
+        if None not in (v.get("calls") for v in values) else None,  # None: not counted
         "segs_per_msg": sum(segs) / total_msgs if None not in segs else None,
         "retrans": int(sum(v["retrans"] for v in values))
         if None not in (v.get("retrans") for v in values) else None,  # None: no TCP_INFO
@@ -112,6 +136,8 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
     })
     if case.tls:
         tls_figures(row, values, effective, float(total_msgs))
+    if case.driver:
+        connection_figures(row, values)
     if lat.size:
         us = lat / 1e3
         row["lat_mean_us"] = float(us.mean())

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..case import LOCAL_ONLY, Case
 from ..errors import UsageError
-from ..measure import strategies
+from ..measure import fdlimit, strategies
+from ..measure.drivers import misfit, unavailable
 from ..metadata import machine_id
 from ..suites import Suite, load_suite, parse_suite
 
@@ -94,6 +95,8 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
     if opts.values:
         changes["values"] = opts.values
     cases, skipped = _on_transport(suite.cases, opts.transport)
+    cases, no_driver = _with_drivers(cases, suite.path or "suite " + suite.name)
+    skipped += no_driver
     if not cases:
         raise UsageError(f"no case of suite {suite.name!r} can run over {opts.transport}: "
                          f"{skipped[0][1]}" if skipped else f"suite {suite.name!r} is empty")
@@ -133,6 +136,31 @@ def _on_transport(cases: tuple[Case, ...], transport: str
         else:
             out.append(case)
     return tuple(out), tuple(skipped)
+
+
+def _with_drivers(cases: tuple[Case, ...], where: str
+                  ) -> tuple[tuple[Case, ...], tuple[tuple[str, str], ...]]:
+    """Driver cases checked before any run: a driver that cannot drive the strategy is an
+    error (the suite is wrong); one not installed here is skipped with its reason; so many
+    connections that RLIMIT_NOFILE cannot be raised for them is an error."""
+    kept, skipped = [], []
+    for case in cases:
+        if not case.driver:
+            kept.append(case)
+            continue
+        why = misfit(case.driver, case.strategy, case.workload,
+                     strategies.get(case.strategy).is_async)
+        if why:
+            raise UsageError(f"{where}: {case.id}: {why}")
+        missing = unavailable(case.driver)
+        if missing:
+            skipped.append((case.id, f"driver {case.driver} {missing}"))
+            continue
+        kept.append(case)
+    most = max((c.conns for c in kept if c.driver), default=0)
+    if most:
+        fdlimit.ensure(most, "flushbench (and the workers it starts)")
+    return tuple(kept), tuple(skipped)
 
 
 def auto_pin() -> dict[str, int]:

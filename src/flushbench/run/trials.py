@@ -108,6 +108,9 @@ class CaseTrials:
         for key in VALUE_FIELDS:
             samples[f"v_{key}"] = np.asarray([-1 if v.get(key) is None else v[key]
                                               for v in self.values], dtype=np.int64)
+        if self.case.driver:  # each value's connection times, value after value
+            samples["v_conn_ns"] = np.asarray([t for v in self.values
+                                               for t in (v.get("conn_ns") or [])], np.int64)
         return out, samples
 
     def restore(self, run_dir: Path, row: dict[str, Any]) -> None:
@@ -117,8 +120,14 @@ class CaseTrials:
             return
         rounds = [int(r) for r in data["round_of_value"]]
         columns = {k: data[f"v_{k}"] for k in VALUE_FIELDS if f"v_{k}" in data}
-        self.values = [{k: (None if k in ("segs", "retrans") and int(col[i]) < 0 else int(col[i]))
+        self.values = [{k: (None if k in ("segs", "retrans", "calls") and int(col[i]) < 0
+                            else int(col[i]))
                         for k, col in columns.items()} for i in range(len(rounds))]
+        conn_ns = data.get("v_conn_ns")
+        if conn_ns is not None and conn_ns.size == len(self.values) * self.case.conns:
+            for i, value in enumerate(self.values):
+                value["conn_ns"] = [int(t) for t in conn_ns[i * self.case.conns:
+                                                            (i + 1) * self.case.conns]]
         for value in self.values:  # -1: no TLS (or no bytes_sent counter)
             if value.get("tls_bytes", 0) < 0:
                 value["tls_bytes"] = None

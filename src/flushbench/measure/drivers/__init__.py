@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-DRIVERS = ("threads", "selectors", "asyncio", "uvloop", "trio")
-WORKLOADS = ("stream", "rr")
+from ...case import DRIVER_WORKLOADS as WORKLOADS
+from ...case import DRIVERS
+
 OPTIONAL = {"uvloop": "uvloop", "trio": "trio"}  # driver -> the module it needs
 EXTRA_HINT = "pip install 'flushbench[loops]'"
 # What each event-loop driver can do with a message's parts; threads take every blocking
