@@ -8,15 +8,22 @@ its thread spent. It exits when stdin closes (its parent died) or on SIGTERM.
 
 Whoever can reach the port is a stranger until its hello presents the ticket: until then it
 holds one of MAX_PENDING slots (a newcomer pushes the oldest out), may send HELLO_CAP bytes
-within HELLO_TIMEOUT, and gets nothing allocated. Past the ticket, at most MAX_CONNECTIONS are
-served at once, each with a receive buffer of at most RECV_CHUNK bytes (larger requests are
-read in a loop) and replies sent from one shared buffer, whatever sizes the hello announces.
+within HELLO_TIMEOUT, and gets nothing allocated. Past the ticket, at most MAX_CONNECTIONS
+(2048: a case's 1,000 connections and the previous case's still closing) are served at once,
+each in a thread with a 1 MiB stack and a receive buffer of at most RECV_CHUNK bytes (larger
+requests are read in a loop); replies are sent from one shared buffer, whatever sizes the
+hello announces. Worst-case memory at 2048 connections (peerlimits.py has the arithmetic):
+receive buffers 143 MiB (up to 1 MiB for the first 16 served at once, up to 64 KiB beyond;
+a request's buffer at most the request), and 2 GiB of stack address space of which a few
+pages per thread are resident. Where the hard RLIMIT_NOFILE is too low for 2048, the peer
+serves fewer and says so on stderr at start-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -32,41 +39,25 @@ from ..case import MAX_BATCH, MAX_OPS, MAX_SIZE, ONE_WAY_WORKLOADS, WORKLOADS
 from ..errors import PeerError, ProtocolError, SetupError
 from . import protocol, sockopts, unixsock
 from .faults import Fault
+from .peerlimits import MAX_CONNECTIONS as MAX_CONNECTIONS  # re-exported: tests import them
+from .peerlimits import MAX_PENDING as MAX_PENDING
+from .peerlimits import (
+    RECV_CHUNK,
+    ByteBudget,
+    Slots,
+    recv_buffer_size,
+    served_cap,
+    small_thread_stacks,
+)
 
 FAULT = Fault.from_env()  # tests only: see faults.py
-RECV_CHUNK = 1 << 20  # the most a connection's receive buffer holds
 REPLY = memoryview(b"r" * RECV_CHUNK)  # every reply is sent from this one buffer
 IDLE_TIMEOUT = 120.0  # seconds a connection may sit idle before the peer drops it
-MAX_CONNECTIONS = 256  # served at once (a visit opens one per case of its cell)
-MAX_PENDING = 8  # connections still owing a hello with the ticket
 TICKET_WAIT = 20.0  # seconds the peer waits for its ticket on stdin
 # The path of the peer's TLS certificate and key (one PEM file in the run's private 0700
 # directory): in the environment, not the command line. Without it the peer serves no TLS.
 TLS_CERT_ENV = "FLUSHBENCH_TLS_CERT"
 TLS_CONTEXT: Any = None  # the peer's ssl.SSLContext, made in main() when it has a certificate
-
-
-class ByteBudget:
-    """Bytes the peer process may still move (received + replied) over all its connections.
-
-    Optional (``--max-bytes``): an agent's peer listens on a reachable address, so the bytes a
-    session may push through it are bounded. Charged per timed value, before it starts.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = self.left = limit
-        self._lock = threading.Lock()
-
-    def take(self, n: int) -> bool:
-        with self._lock:
-            if n > self.left:
-                if self.left:
-                    print(f"peer: byte limit of {self.limit} reached (--max-bytes); refusing "
-                          "further values", file=sys.stderr, flush=True)
-                self.left = 0
-                return False
-            self.left -= n
-            return True
 
 
 def _plain_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -111,53 +102,12 @@ class Job:
         return job
 
 
-class Slots:
-    """The peer's connections: a few pending (no valid hello yet), a cap on those served.
-
-    When MAX_PENDING connections are pending, the oldest is shut down for the newcomer, so
-    idle connections cannot shut a worker out. Sockets are shut down only under the lock and
-    only while listed: a handler leaves the list before it closes its socket.
-    """
-
-    def __init__(self, pending_cap: int = MAX_PENDING, cap: int = MAX_CONNECTIONS) -> None:
-        self.pending_cap, self.cap = pending_cap, cap
-        self._lock = threading.Lock()
-        self._pending: list[socket.socket] = []
-        self.served = 0
-
-    def admit(self, conn: socket.socket) -> None:
-        with self._lock:
-            if len(self._pending) >= self.pending_cap:
-                oldest = self._pending.pop(0)
-                with contextlib.suppress(OSError):
-                    oldest.shutdown(socket.SHUT_RDWR)  # its handler sees a close and ends
-            self._pending.append(conn)
-
-    def promote(self, conn: socket.socket) -> bool:
-        """Its hello held the ticket: serve it, unless it was pushed out or the peer is full."""
-        with self._lock:
-            if conn not in self._pending:
-                return False
-            self._pending.remove(conn)
-            if self.served >= self.cap:
-                return False
-            self.served += 1
-            return True
-
-    def leave(self, conn: socket.socket, served: bool) -> None:
-        with self._lock:
-            if conn in self._pending:
-                self._pending.remove(conn)
-            if served:
-                self.served -= 1
-
-
 def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
                       ticket: str | None = None, slots: Slots | None = None,
                       tls: Any = None) -> None:
     """One data connection, closed at the end. ``ticket`` None: no check (in-process use).
     ``tls``: the ssl.SSLContext for a hello that asks for TLS (default: TLS_CONTEXT)."""
-    served = False
+    served = 0  # connections served with this one once promoted (0: not counted)
     tls = tls if tls is not None else TLS_CONTEXT
     try:
         sockopts.set_timeouts(conn, IDLE_TIMEOUT)
@@ -189,21 +139,22 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
             from .tls import wrap_server
 
             with wrap_server(conn, tls) as tls_conn:
-                _serve_values(tls_conn, job, budget)
+                _serve_values(tls_conn, job, budget, served)
         else:
-            _serve_values(conn, job, budget)
+            _serve_values(conn, job, budget, served)
     finally:
         if slots is not None:
-            slots.leave(conn, served)
+            slots.leave(conn, served > 0)
         conn.close()
 
 
-def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = None) -> None:
+def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = None,
+                  served: int = 0) -> None:
     fault = FAULT if FAULT and FAULT.matches(job.workload, job.msg_size) else None
     values = 0
     per_op = job.msg_size * job.batch
     one_way = job.workload in ONE_WAY_WORKLOADS
-    view = memoryview(bytearray(RECV_CHUNK if one_way else min(per_op, RECV_CHUNK)))
+    view = memoryview(bytearray(recv_buffer_size(one_way, per_op, served)))
     head = bytearray(protocol.GO.size)
     while True:
         protocol.recv_into_exact(conn, memoryview(head))
@@ -282,16 +233,24 @@ def serve(listener: socket.socket, stop: threading.Event, budget: ByteBudget | N
             conn, addr = listener.accept()
         except TimeoutError:
             continue
-        except OSError:
+        except OSError as exc:
             if stop.is_set():
                 return
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                time.sleep(0.05)  # out of descriptors for a moment: closing ones free them
+                continue
             raise
         if allowed is not None and _plain_ip(addr[0]) != allowed:
             conn.close()
             continue
         conn.settimeout(None)
         slots.admit(conn)
-        threading.Thread(target=_handle, args=(conn, budget, ticket, slots), daemon=True).start()
+        try:
+            threading.Thread(target=_handle, args=(conn, budget, ticket, slots),
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had (memory, a limit): drop this one only
+            slots.leave(conn, False)
+            conn.close()
 
 
 def bind_listener(host: str, port: int = 0) -> socket.socket:
@@ -303,6 +262,8 @@ def bind_listener(host: str, port: int = 0) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise SetupError(f"peer cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Clients connect one after another (each waits for its hello's answer before the
+    # next connect), so a few queued connects per worker is all the backlog ever holds.
     sock.listen(64)
     return sock
 
@@ -351,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
+    cap, note = served_cap(MAX_CONNECTIONS)  # RLIMIT_NOFILE raised for them, or fewer
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    small_thread_stacks()  # before any thread: 2048 of them reserve 2 GiB, not 16 GiB
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -378,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         timer.daemon = True
         timer.start()
     budget = ByteBudget(args.max_bytes) if args.max_bytes is not None else None
-    slots = Slots()
+    slots = Slots(cap=cap)
     if local is not None:  # the same ticket, slots and caps for AF_UNIX connections
         threading.Thread(target=serve, args=(local, stop, budget, None, ticket, slots),
                          daemon=True).start()
