@@ -170,6 +170,38 @@ def test_a_thousand_connections_then_a_thousand_more(local_peer: PeerProcess) ->
           f"{time.monotonic() - t0:.1f} s for both batches")
 
 
+def test_a_driver_cases_connections_are_served_by_one_loop(local_peer: PeerProcess) -> None:
+    """Hellos with "many": the peer's event loop serves all 1,000 at once (no thread each):
+    every value interleaved over all connections, stream and rr, confirmed to the byte;
+    after BYE their slots are free for the next batch."""
+    try:
+        fdlimit.ensure(CONNS, "the test process")
+    except SetupError as exc:
+        pytest.skip(f"this test holds {CONNS} connections at once: {exc}")
+    pid = local_peer.proc.pid
+    for workload, size, reply in (("stream", MSG, 0), ("rr", 64, 32)):
+        socks = open_batch(local_peer, CONNS, workload, msg_size=size, reply=reply, many=True)
+        try:
+            assert threads_of(pid) < 20, "a thread per connection, not the loop"
+            n = MSGS
+            for sock in socks:  # every connection's value runs at the same time
+                sock.sendall(wire.pack_go(n))
+            for sock in socks:
+                wire.check_ready(sock.recv(1))
+            for _ in range(n if workload == "rr" else 1):
+                for sock in socks:
+                    sock.sendall(bytes(size * (1 if workload == "rr" else n)))
+                if workload == "rr":
+                    for sock in socks:
+                        assert wire.recv_exact(sock, reply) == b"r" * reply
+            for sock in socks:
+                confirmed, cpu_ns = wire.DONE.unpack(wire.recv_exact(sock, wire.DONE.size))
+                assert confirmed == n * size and cpu_ns >= 0
+            assert rss_kib(pid) < RSS_BOUND_KIB
+        finally:
+            bye_all(socks)
+
+
 def test_a_low_hard_fd_limit_lowers_the_cap(tmp_path: Path) -> None:
     """A peer whose hard RLIMIT_NOFILE is too low for MAX_CONNECTIONS says so in one line on
     stderr, serves what fits (soft limit - SPARE_FDS) and refuses the next with a reason."""

@@ -49,6 +49,7 @@ from .peerlimits import (
     served_cap,
     small_thread_stacks,
 )
+from .peerloop import LoopConn, PeerLoop
 
 FAULT = Fault.from_env()  # tests only: see faults.py
 REPLY = memoryview(b"r" * RECV_CHUNK)  # every reply is sent from this one buffer
@@ -58,6 +59,7 @@ TICKET_WAIT = 20.0  # seconds the peer waits for its ticket on stdin
 # directory): in the environment, not the command line. Without it the peer serves no TLS.
 TLS_CERT_ENV = "FLUSHBENCH_TLS_CERT"
 TLS_CONTEXT: Any = None  # the peer's ssl.SSLContext, made in main() when it has a certificate
+LOOP: PeerLoop | None = None  # serves driver cases' connections; started in main()
 
 
 def _plain_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -77,6 +79,7 @@ class Job:
     batch: int
     rcvbuf: int
     tls: bool = False  # after the hello's answer, the connection switches to TLS
+    many: bool = False  # one of a driver case's connections: served by the peer's loop
 
     @classmethod
     def from_hello(cls, hello: dict[str, Any]) -> Job:
@@ -94,9 +97,12 @@ class Job:
 
         job = cls(workload=hello["workload"], msg_size=num("msg_size", 1, MAX_SIZE),
                   reply=num("reply", 0, MAX_SIZE), batch=num("batch", 1, MAX_BATCH),
-                  rcvbuf=num("rcvbuf", 0, 1 << 30), tls=hello.get("tls", False))
-        if not isinstance(job.tls, bool):
-            raise ProtocolError(f"tls must be true or false, got {protocol.short(job.tls)}")
+                  rcvbuf=num("rcvbuf", 0, 1 << 30), tls=hello.get("tls", False),
+                  many=hello.get("many", False))
+        for key in ("tls", "many"):
+            if not isinstance(getattr(job, key), bool):
+                raise ProtocolError(f"{key} must be true or false, got "
+                                    f"{protocol.short(getattr(job, key))}")
         if job.msg_size * job.batch > MAX_SIZE:
             raise ProtocolError(f"msg_size x batch must be <= {MAX_SIZE}")
         return job
@@ -109,6 +115,7 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
     ``tls``: the ssl.SSLContext for a hello that asks for TLS (default: TLS_CONTEXT)."""
     served = 0  # connections served with this one once promoted (0: not counted)
     tls = tls if tls is not None else TLS_CONTEXT
+    adopted = False
     try:
         sockopts.set_timeouts(conn, IDLE_TIMEOUT)
         sockopts.set_nodelay(conn, True)  # replies go out at once
@@ -135,7 +142,16 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
         rcvbuf_eff = sockopts.set_rcvbuf(conn, job.rcvbuf)
         protocol.send_frame(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid(),
                                    **({"tls": True} if job.tls else {})})
-        if job.tls:  # the handshake (bounded in time), then the values over TLS
+        if job.many and not job.tls and LOOP is not None and not \
+                (FAULT and FAULT.matches(job.workload, job.msg_size)):
+            def leave() -> None:
+                if slots is not None:
+                    slots.leave(conn, served > 0)
+
+            LOOP.adopt(LoopConn(conn, job.msg_size * job.batch, job.reply,
+                                job.workload in ONE_WAY_WORKLOADS, budget, leave))
+            adopted = True  # the loop closes it and frees its slot
+        elif job.tls:  # the handshake (bounded in time), then the values over TLS
             from .tls import wrap_server
 
             with wrap_server(conn, tls) as tls_conn:
@@ -143,9 +159,10 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
         else:
             _serve_values(conn, job, budget, served)
     finally:
-        if slots is not None:
-            slots.leave(conn, served > 0)
-        conn.close()
+        if not adopted:
+            if slots is not None:
+                slots.leave(conn, served > 0)
+            conn.close()
 
 
 def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = None,
@@ -317,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         print(note, file=sys.stderr, flush=True)
     small_thread_stacks()  # before any thread: 2048 of them reserve 2 GiB, not 16 GiB
     stop = threading.Event()
+    global LOOP
+    LOOP = PeerLoop(stop, IDLE_TIMEOUT)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:

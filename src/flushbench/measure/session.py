@@ -281,6 +281,8 @@ def say_hello(sock: socket.socket, case: Case, ticket: str | None) -> dict[str, 
         hello["ticket"] = ticket
     if case.tls:
         hello["tls"] = True
+    if case.driver:  # one of many connections: the peer serves them from one event loop
+        hello["many"] = True
     protocol.send_frame(sock, hello)
     ack = protocol.recv_frame(sock)
     if not ack.get("ok"):
