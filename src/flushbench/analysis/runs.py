@@ -94,14 +94,31 @@ class StoredRun:
 
     @property
     def ok(self) -> pd.DataFrame:
-        """The finished cases (no error), without the A/A twins: what charts and advice use.
+        """The finished single-connection cases (no error), without the A/A twins: what
+        charts and advice use (driver cases: :attr:`driver_ok`).
 
         A twin is its cell's baseline under a second label; it belongs in the noise floor and
         the full table, not beside its baseline in a chart.
         """
-        twin = self.table["twin"].fillna(False).astype(bool)
-        ok: pd.DataFrame = self.table[(self.table["error"] == "") & ~twin]
+        ok: pd.DataFrame = self._finished()[~self._many()]
         return ok
+
+    @property
+    def driver_ok(self) -> pd.DataFrame:
+        """The finished driver cases (many connections each), without twins: the report's
+        section on drivers, never beside single-connection cases in a chart or advice."""
+        many: pd.DataFrame = self._finished()[self._many()]
+        return many
+
+    def _finished(self) -> pd.DataFrame:
+        twin = self.table["twin"].fillna(False).astype(bool)
+        done: pd.DataFrame = self.table[(self.table["error"] == "") & ~twin]
+        return done
+
+    def _many(self) -> pd.Series:
+        """Per row of :meth:`_finished`: a driver case."""
+        driver = self._finished()["driver"].fillna("").astype(str)
+        return ~driver.isin(["", "nan", "<NA>"])
 
     @property
     def trials(self) -> pd.DataFrame:

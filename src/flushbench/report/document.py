@@ -26,7 +26,7 @@ from ..analysis.runs import StoredRun, open_runs
 from ..case import size_label
 from ..errors import UsageError
 from ..results import atomic_write
-from . import charts, compare, forest, recommend, transports, verdicts
+from . import charts, compare, concurrency, forest, recommend, transports, verdicts
 from .format import finding_sentence, finite, fmt_bps, fmt_num, fmt_us, numeric
 from .markup import Doc
 from .tls import add_sections as tls_sections
@@ -185,6 +185,7 @@ def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
         doc.bullets(myth.evidence)
     transports.add_section(doc, run, charts_dir, CHARTS)  # unix vs loopback, if measured
     tls_sections(doc, run, charts_dir, CHARTS)  # TLS: makefile, cost per strategy, Nagle
+    concurrency.add_section(doc, run, charts_dir, CHARTS)  # many connections: drivers
     doc.heading(3, "Charts")
     slug = charts.slug(run.label)
     for name, title, builder in charts.RUN_CHARTS:
