@@ -49,7 +49,7 @@ def a_run(tmp_path: Path) -> Path:
 
 CASES = {
     "unknown suite": (["run", "--suite", "nope"], "flushbench: error: unknown suite 'nope'; "
-                      "expected a .toml file or one of: full, quick, smoke, tls, wan"),
+                      "expected a .toml file or one of: concurrency, full, quick, smoke, tls, wan"),
     "unknown option": (["run", "--bogus"],
                        "flushbench: error: unrecognized arguments: --bogus "
                        "(see 'flushbench --help')"),

@@ -136,17 +136,57 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                      help="build the run's report in RUN/report when it finishes")
 
 
+def _sizes(text: str) -> list[int]:
+    """--sizes: comma-separated byte counts (64K, 1M allowed), each a stream size."""
+    try:
+        sizes = [parse_size(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1024,128K, got {text!r}")
+    return list(dict.fromkeys(sizes))  # 128K,131072: once
+
+
+def _conns(text: str) -> int:
+    """--conns: connections, 1..MAX_CONNS like a case's ``conns``."""
+    from .case import MAX_CONNS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CONNS:
+        raise argparse.ArgumentTypeError(f"conns must be 1..{MAX_CONNS} connections, "
+                                         f"got {text!r}")
+    return int(text)
+
+
 def _add_calibrate(sub: argparse._SubParsersAction[OneLineParser]) -> None:
-    cal = sub.add_parser("calibrate", help="flushbench beside iperf3 and sockperf, same session")
-    cal.add_argument("--sizes", default="131072", help="stream sizes, comma-separated bytes "
+    cal = sub.add_parser("calibrate", help="flushbench beside iperf3 and sockperf, paired by "
+                         "round", description="Runs flushbench's stream and rr cases in R "
+                         "interleaved rounds; at the start of each round iperf3 and sockperf "
+                         "run once. Each ratio pairs the best case's trial in a round with "
+                         "the tool's figure of the same round: the median over rounds is "
+                         "printed with its min and max.")
+    cal.add_argument("--sizes", type=_sizes, default=[131072], metavar="N[,N...]",
+                     help="stream sizes, comma-separated bytes, e.g. 1024,128K "
                      "(default: 131072)")
-    cal.add_argument("--rr-size", type=_positive, default=64, help="ping-pong size (default 64)")
-    cal.add_argument("--seconds", type=float, default=3.0, help="seconds per tool run")
+    cal.add_argument("--rr-size", type=_size, default=64, metavar="N",
+                     help="ping-pong size in bytes, 14..65507 as sockperf takes (default 64)")
+    cal.add_argument("--rounds", type=_positive, default=5,
+                     help="rounds: the tools run once at the start of each (default 5)")
+    cal.add_argument("--conns", type=_conns, default=1, metavar="N",
+                     help="also the stream on N connections (threads and selectors drivers) "
+                     "beside iperf3 -P N (default 1: one connection only)")
+    cal.add_argument("--filter", action="append", default=[], metavar="PAT",
+                     help="only the calibration cases whose id matches (glob or substring; "
+                     "repeatable), e.g. sendall")
+    cal.add_argument("--seconds", type=_seconds, default=2.0,
+                     help="seconds per tool run, whole (default 2)")
     cal.add_argument("--out", type=Path, help="run directory")
     cal.add_argument("--link", metavar="SPEC", help="calibrate over emulated hosts (root)")
     cal.add_argument("--peer", action="append", default=[], help=argparse.SUPPRESS)
     cal.add_argument("--machine", help="machine id for the results folder")
-    cal.add_argument("--pin", type=_pin, default={}, metavar="client=N,peer=M")
+    cal.add_argument("--pin", type=_pin, default=None, metavar="client=N,peer=M",
+                     help="CPUs of flushbench's workers and peer, and of the tools' clients and "
+                     "servers alike (default: as 'run' pins; 'none' leaves placement to the "
+                     "kernel)")
     cal.add_argument("--quiet", action="store_true")
 
 

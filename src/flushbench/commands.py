@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import FlushbenchError, UsageError
 
 if TYPE_CHECKING:
+
     from .analysis.runs import StoredRun
     from .run.options import RunOptions, RunOutcome
 
@@ -199,27 +200,60 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .report.terminal import calibration_table, console
-    from .run.calibrate import INSTALL_HINT, calibrate, tool_status
-    from .run.options import RunOptions
+    from .case import MAX_SIZE
+    from .report.terminal import console
+    from .run.calibrate import calibrate
+    from .run.options import RunOptions, auto_pin
     from .run.progress import RunProgress
+    from .run.reftools import INSTALL_HINT, IPERF3_MAX_STREAMS, SOCKPERF_SIZES, tool_status
+    from .suites.files import MAX_ROUNDS
 
-    try:
-        sizes = [int(x) for x in args.sizes.split(",") if x]
-    except ValueError:
-        raise UsageError(f"--sizes {args.sizes!r}: expected bytes, e.g. 1024,131072") from None
-    if not sizes or min(sizes) < 8:
-        raise UsageError(f"--sizes {args.sizes!r}: each size must be >= 8 bytes")
-    missing = [name for name, path in tool_status().items() if not path]
-    if missing:
-        console.print(f"{' and '.join(missing)} not found: only flushbench's side will be "
-                      f"measured; install with: {INSTALL_HINT}", highlight=False)
-    opts = RunOptions(out=args.out, machine=args.machine, pin=args.pin, quiet=args.quiet,
-                      link=args.link, peers=args.peer)
-    run_dir, table = calibrate(opts, sizes, args.rr_size, args.seconds,
-                               lambda suite, plan: RunProgress(suite, plan, args.quiet, console))
-    console.print(calibration_table(table, title=f"harness ceiling: {run_dir}"))
-    print(run_dir)
+    bad = [n for n in args.sizes if not 8 <= n <= MAX_SIZE]
+    if bad:
+        raise UsageError(f"--sizes: each size must be 8..{MAX_SIZE} bytes, got {bad[0]}")
+    low, high = SOCKPERF_SIZES
+    if not low <= args.rr_size <= high:
+        raise UsageError(f"--rr-size: sockperf ping-pong takes {low}..{high} bytes, got "
+                         f"{args.rr_size}")
+    if args.rounds > MAX_ROUNDS:
+        raise UsageError(f"--rounds must be <= {MAX_ROUNDS}, got {args.rounds}")
+    if args.seconds > 3600:  # also inf: the tools take whole seconds
+        raise UsageError(f"--seconds must be <= 3600 per tool run, got {args.seconds:g}")
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    have = tool_status()
+    missing = [name for name, path in have.items() if not path]
+    if missing:  # said even with --quiet: the table will lack these references
+        kept = [name for name in have if name not in missing]
+        what = f"{' and '.join(kept)} and flushbench still run" if kept else \
+            "only flushbench's side is measured"
+        console.print(f"{' and '.join(missing)} not found: {what}; install with: "
+                      f"{INSTALL_HINT}", highlight=False, markup=False)
+    if have["iperf3"] and args.conns > IPERF3_MAX_STREAMS:
+        console.print(f"iperf3 runs at most {IPERF3_MAX_STREAMS} streams (-P): the "
+                      f"{args.conns}-connection stream gets no reference", highlight=False)
+    opts = RunOptions(out=args.out, machine=args.machine, quiet=args.quiet,
+                      pin=auto_pin() if args.pin is None else args.pin,
+                      link=args.link, peers=args.peer, filters=args.filter)
+    result = calibrate(opts, args.sizes, args.rr_size, args.seconds,
+                       lambda suite, plan: RunProgress(suite, plan, args.quiet, console),
+                       rounds=args.rounds, conns=args.conns, say=say)
+    from .report.terminal import calibration_table
+
+    console.print(calibration_table(result.table, f"harness ceiling: {result.run_dir}"))
+    failed = [r for r in result.tools if r["error"]]
+    if failed:
+        console.print(f"{len(failed)} of {len(result.tools)} tool runs failed (their rounds "
+                      f"are not paired), e.g. round {failed[0]['round'] + 1}: "
+                      f"{failed[0]['error']}", highlight=False, markup=False)
+    print(result.run_dir)
+    if result.interrupted:
+        console.print("interrupted: the ratios pair the rounds measured so far",
+                      highlight=False)
+        return 130
     return 0
 
 

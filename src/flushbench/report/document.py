@@ -93,14 +93,25 @@ def _ceiling(doc: Doc, meta: dict[str, Any]) -> None:
     if rows.empty:
         doc.note(f"No reference tool was installed ({cal.get('install_hint', '')}).")
         return
+    columns = ["metric", "flushbench", "reference", "tool", "ratio", "case"]
     rows = rows.assign(flushbench=rows["flushbench"].map(lambda v: f"{v:.2f}"),
                        reference=rows["reference"].map(lambda v: f"{v:.2f}"),
                        ratio=rows["ratio"].map(lambda v: f"{v:.3f}"),
                        case=rows["case"].map(lambda c: f"`{c}`"))
-    doc.table(rows[["metric", "flushbench", "reference", "tool", "ratio", "case"]])
+    if cal.get("paired_by_round") and {"ratio_min", "ratio_max", "rounds"} <= set(rows):
+        rows["range"] = [f"{lo:.3f}–{hi:.3f}" if finite(lo) and finite(hi) else "–"
+                         for lo, hi in zip(rows["ratio_min"], rows["ratio_max"], strict=True)]
+        rows["rounds"] = rows["rounds"].map(lambda n: f"{numeric(n):.0f}")
+        doc.table(rows[[*columns[:5], "range", "rounds", "case"]])
+        doc.note(f"Paired by round: the tools ran {cal.get('seconds', '?')} s each at the start "
+                 "of every round, seconds before that round's flushbench trials (flushbench "
+                 "calibrate); ratio = the median over rounds of flushbench / tool, with its "
+                 "range. flushbench's figure is its best strategy's (median over rounds).")
+        return
+    doc.table(rows[columns])
     doc.note(f"Reference = the mean of the tool's runs before and after flushbench's cases, "
-             f"{cal.get('seconds', '?')} s each, in the same session (flushbench calibrate). "
-             "flushbench's figure is its best strategy's.")
+             f"{cal.get('seconds', '?')} s each, in the same session (an older flushbench "
+             "calibrate, not paired by round). flushbench's figure is its best strategy's.")
 
 
 def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:

@@ -140,14 +140,19 @@ def quality_lines(frame: pd.DataFrame) -> list[str]:
 
 
 def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
-    """flushbench beside iperf3 and sockperf (``flushbench calibrate``)."""
+    """flushbench beside iperf3 and sockperf (``flushbench calibrate``): the median ratio over
+    the rounds paired, with its min and max."""
     table = Table(title=text(title), header_style="bold")
-    for name in ("metric", "flushbench", "reference", "tool", "ratio", "case"):
+    for name in ("metric", "flushbench", "reference", "tool", "ratio", "min-max", "rounds",
+                 "case"):
         table.add_column(name, justify="left" if name in ("metric", "tool", "case") else "right")
     for row in frame.to_dict("records"):
+        rounds = row.get("rounds") or 0
+        spread = f"{_fmt(row.get('ratio_min'), '.3f')}-{_fmt(row.get('ratio_max'), '.3f')}" \
+            if rounds else "–"
         table.add_row(text(row["metric"]), _fmt(row["flushbench"], ".2f"),
                       _fmt(row["reference"], ".2f"), text(row["tool"]),
-                      _fmt(row["ratio"], ".3f"), text(row["case"]))
+                      _fmt(row["ratio"], ".3f"), spread, str(rounds), text(row["case"]))
     return table
 
 

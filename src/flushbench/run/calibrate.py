@@ -1,141 +1,94 @@
 """``flushbench calibrate``: the harness ceiling, measured beside the C reference tools.
 
-In one session, back to back: iperf3 (``-l`` at each stream size, JSON output) and sockperf
-ping-pong (full RTT, same message size), then flushbench's own equivalent cases, then the
-tools again. The ratios say how close the Python send path under flushbench gets to what a
-C tool gets on the same machine at the same moment. Stored with the run as
-``calibration.csv`` and under ``calibration`` in ``meta.json``.
+The calibration suite (flushbench's cases that iperf3 and sockperf also measure) runs as an
+ordinary interleaved run of R rounds. At the first visit of each round, before any of that
+round's trials, the tools run once (:class:`ToolRounds` wraps the run's progress): iperf3
+(``-l`` at each stream size, JSON output; with ``--conns N`` also ``-P N``) and sockperf
+ping-pong (full RTT, the rr size). Every ratio is paired by round, never a case against a
+figure taken minutes apart (this host's speed drifts between 10-second blocks): per round r,
+the best case's trial in round r against the tool's figure of round r; the table gives the
+median ratio over the rounds, its min and max, and the median figures. Stored with the run
+as ``calibration.csv`` (one row per metric), ``calibration-rounds.csv`` (one row per metric
+and round) and under ``calibration`` in ``meta.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
-import shutil
-import socket
-import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .. import procs
+from ..case import Case
 from ..errors import SetupError, UsageError
-from ..results import atomic_write, load, read_meta, write_json
-from .manager import ProgressFactory, run
+from ..results import atomic_write, read_meta, write_json
+from ..suites import Suite, parse_suite
+from .manager import Progress, ProgressFactory, run
 from .options import RunOptions
+from .reftools import INSTALL_HINT, Place, Tools, whole_seconds
+from .schedule import Visit
+from .trials import TRIALS
 
 if TYPE_CHECKING:
     from ..netlab import Netlab
 
-INSTALL_HINT = "apt-get install iperf3 sockperf"
 STREAM_STRATEGIES = ("send", "sendall", "makefile", "sendmsg", "msg_more")
+# N connections: a thread each (any blocking strategy) and one selectors loop
+CONNS_STRATEGIES = {"threads": ("sendall", "sendmsg"), "selectors": ("sendall", "coalesce")}
+CSV, ROUNDS_CSV = "calibration.csv", "calibration-rounds.csv"
+COLUMNS = ["metric", "case", "flushbench", "reference", "tool", "ratio", "ratio_min",
+           "ratio_max", "rounds"]
+ROUND_COLUMNS = ["metric", "tool", "case", "round", "flushbench", "reference", "ratio"]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+class ToolRounds(AbstractContextManager["ToolRounds"]):
+    """The run's progress, with the reference tools run at the first visit of each round:
+    each round's figures are taken seconds before that round's flushbench trials."""
+
+    def __init__(self, inner: AbstractContextManager[Progress], tools: Tools,
+                 rounds: int) -> None:
+        self.inner_cm, self.tools, self.rounds = inner, tools, rounds
+        self.inner: Progress | None = None
+        self.round: int | None = None
+
+    def __enter__(self) -> ToolRounds:
+        self.inner = self.inner_cm.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None:
+        return self.inner_cm.__exit__(exc_type, exc, tb)
+
+    def start_visit(self, visit: Visit, cases: Sequence[Case]) -> None:
+        if visit.round != self.round:
+            self.round = visit.round
+            self.tools.run_round(visit.round, self.rounds)
+        assert self.inner is not None
+        self.inner.start_visit(visit, cases)
+
+    def end_visit(self, visit: Visit, rows: Sequence[dict[str, Any]]) -> None:
+        assert self.inner is not None
+        self.inner.end_visit(visit, rows)
 
 
-def whole_seconds(seconds: float) -> int:
-    """iperf3 and sockperf take whole seconds (iperf3 -t 0 would run forever)."""
-    return max(1, round(seconds))
+def suite_text(sizes: Sequence[int], rr_size: int, rounds: int = 5, conns: int = 1) -> str:
+    """The calibration suite: each value about a quarter second (the op caps are far off),
+    so that flushbench's figures are of the same kind as the tools' second-long runs."""
+    def quoted(names: Sequence[str]) -> str:
+        return ", ".join(f'"{s}"' for s in names)
 
-
-def tool_status() -> dict[str, str | None]:
-    return {name: shutil.which(name) for name in ("iperf3", "sockperf")}
-
-
-@dataclass
-class Place:
-    """Where the reference tools run: loopback, or server and client in a netlab's namespaces."""
-
-    host: str = "127.0.0.1"
-    server_prefix: list[str] = field(default_factory=list)
-    client_prefix: list[str] = field(default_factory=list)
-    lab: Netlab | None = None
-
-    def probe(self, port: int) -> bool:
-        try:
-            sock = self.lab.socket("client") if self.lab else socket.socket()
-            with sock:
-                sock.settimeout(0.2)
-                sock.connect((self.host, port))
-            return True
-        except OSError:
-            return False
-
-
-@contextlib.contextmanager
-def server(argv: list[str], port: int, place: Place) -> Iterator[None]:
-    """A reference tool's server, waited for until it accepts, always reaped."""
-    proc = subprocess.Popen([*place.server_prefix, *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not place.probe(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SetupError(f"{argv[0]} server did not start on {place.host}:{port}")
-            time.sleep(0.05)
-        yield
-    finally:
-        procs.stop(proc)
-
-
-def iperf3(size: int, seconds: float, place: Place) -> float:
-    """iperf3's received bits per second with writes of ``size`` bytes."""
-    port = free_port()
-    # no -1: the readiness probe would use up the one test a -1 server takes
-    with server(["iperf3", "-s", "-B", place.host, "-p", str(port)], port, place):
-        try:
-            out = subprocess.run([*place.client_prefix, "iperf3", "-c", place.host, "-p",
-                                  str(port), "-l", str(size), "-t", str(whole_seconds(seconds)),
-                                  "-J"], capture_output=True, text=True, timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            raise SetupError(f"iperf3 did not finish within {seconds + 30:.0f} s") from None
-    try:
-        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"])
-    except (ValueError, KeyError) as exc:
-        raise SetupError(f"iperf3 gave no result ({exc}): {out.stderr.strip()[:200]}") from None
-
-
-_PCT = re.compile(r"percentile\s+([\d.]+)\s*=\s*([\d.]+)")
-
-
-def sockperf(size: int, seconds: float, place: Place) -> dict[str, float]:
-    """sockperf ping-pong full-RTT percentiles (µs) for ``size``-byte messages over TCP."""
-    port = free_port()
-    with server(["sockperf", "server", "-i", place.host, "-p", str(port), "--tcp"], port, place):
-        try:
-            out = subprocess.run([*place.client_prefix, "sockperf", "ping-pong", "-i",
-                                  place.host, "-p", str(port), "--tcp", "-m", str(size), "-t",
-                                  str(whole_seconds(seconds)), "--full-rtt"],
-                                 capture_output=True, text=True, timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            raise SetupError(f"sockperf did not finish within {seconds + 30:.0f} s") from None
-    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
-    pct = {float(q): float(v) for q, v in _PCT.findall(text)}
-    if 50.0 not in pct:
-        raise SetupError(f"sockperf gave no percentiles: {text.strip()[-200:]}")
-    return {"p50": pct[50.0], "p90": pct.get(90.0, float("nan")),
-            "p99": pct.get(99.0, float("nan"))}
-
-
-def suite_text(sizes: list[int], rr_size: int) -> str:
-    strategies = ", ".join(f'"{s}"' for s in STREAM_STRATEGIES)
-    return f"""[suite]
+    sizes_list = ", ".join(map(str, sizes))
+    text = f"""[suite]
 name = "calibration"
-description = "flushbench's cases that the reference tools also measure"
-processes = 2
+description = "flushbench's cases that the reference tools also measure, round by round"
+rounds = {rounds}
 values = 3
 warmups = 1
 value_time = 0.25
@@ -143,95 +96,175 @@ timeout = 90
 
 [[matrix]]
 workload = "stream"
-strategy = [{strategies}]
-msg_size = [{", ".join(map(str, sizes))}]
-ops = 20000
-
+strategy = [{quoted(STREAM_STRATEGIES)}]
+msg_size = [{sizes_list}]
+ops = 1000000
+"""
+    if conns > 1:
+        for driver, strategies in CONNS_STRATEGIES.items():
+            text += f"""
+[[matrix]]
+workload = "stream"
+strategy = [{quoted(strategies)}]
+msg_size = [{sizes_list}]
+conns = {conns}
+driver = "{driver}"
+ops = 1000000
+"""
+    return text + f"""
 [[matrix]]
 workload = "rr"
 strategy = ["send", "sendall"]
 nodelay = true
 parts = 1
 msg_size = {rr_size}
-ops = 6000
+ops = 100000
 """
 
 
+def calibration_suite(sizes: Sequence[int], rr_size: int, rounds: int, conns: int) -> Suite:
+    """The suite, checked: a size no case takes fails here, before any tool runs."""
+    try:
+        return parse_suite(suite_text(sizes, rr_size, rounds, conns), where="calibration suite")
+    except UsageError as exc:
+        raise UsageError(f"{exc} (from --sizes/--rr-size/--rounds/--conns)") from None
+
+
+@dataclass
+class Calibration:
+    run_dir: Path
+    table: pd.DataFrame  # one row per metric (calibration.csv)
+    by_round: pd.DataFrame  # one row per metric and round (calibration-rounds.csv)
+    tools: list[dict[str, Any]]  # every tool run: round, figures, error
+    interrupted: bool = False
+
+
 def calibrate(opts: RunOptions, sizes: list[int], rr_size: int, seconds: float,
-              progress_factory: ProgressFactory) -> tuple[Path, pd.DataFrame]:
-    """Run tools, flushbench, tools again; store and return the calibration table."""
+              progress_factory: ProgressFactory, rounds: int = 5, conns: int = 1,
+              say: Callable[[str], None] | None = None) -> Calibration:
+    """The calibration suite's rounds, the tools run at the start of each; store and return
+    the ratios paired by round (also of an interrupted run: the rounds it finished)."""
     if opts.peers:
         raise UsageError("calibrate runs the reference tools itself, on loopback or --link; "
                          "against a remote host run iperf3/sockperf there by hand")
-    have = tool_status()
+    suite = calibration_suite(sizes, rr_size, rounds, conns)
     lab_ctx: AbstractContextManager[Netlab | None] = contextlib.nullcontext(None)
     if opts.link:
         from ..netlab import Netlab
 
         lab_ctx = Netlab(opts.link)
-    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, lab_ctx as lab:
-        place = Place()
-        if lab is not None:
-            ip = shutil.which("ip") or "ip"
-            place = Place(lab.server_addr, [ip, "netns", "exec", lab.server_ns],
-                          [ip, "netns", "exec", lab.client_ns], lab)
-
-        def tools(phase: str) -> None:
-            if have["iperf3"]:
-                for size in sizes:
-                    rows.append({"tool": "iperf3", "phase": phase, "msg_size": size,
-                                 "throughput_bps": iperf3(size, seconds, place)})
-            if have["sockperf"]:
-                pct = sockperf(rr_size, seconds, place)
-                rows.append({"tool": "sockperf", "phase": phase, "msg_size": rr_size,
-                             **{f"rtt_{k}_us": v for k, v in pct.items()}})
-
-        tools("before")
-        suite = Path(tmp) / "calibration.toml"
-        suite.write_text(suite_text(sizes, rr_size))
-        opts.suite = str(suite)
-        outcomes = run(opts, progress_factory)
-        tools("after")
+        place = Place.of(lab, opts.pin)
+        tools = Tools(place, sizes, rr_size, seconds, conns, say=say)
+        path = Path(tmp) / "calibration.toml"
+        path.write_text(suite.source)
+        opts.suite = str(path)
+        outcomes = run(opts, lambda s, visits: ToolRounds(progress_factory(s, visits), tools,
+                                                          rounds))
     run_dir = outcomes[0].run_dir
-    if run_dir is None or outcomes[0].interrupted:
-        raise UsageError("calibration interrupted")
-    table = ratios(load(run_dir), pd.DataFrame(rows), sizes, rr_size)
-    with atomic_write(Path(run_dir) / "calibration.csv") as fh:
+    if run_dir is None or not (Path(run_dir) / TRIALS).exists():
+        if outcomes[0].interrupted:
+            raise KeyboardInterrupt  # stopped before any trial was written: nothing to pair
+        raise SetupError(f"the calibration run left no {TRIALS} in {run_dir}")
+    trials = pd.read_csv(Path(run_dir) / TRIALS, keep_default_na=False, na_values=[""])
+    table, by_round = paired_ratios(trials, pd.DataFrame(tools.rows), suite.cases, sizes,
+                                    rr_size, conns)
+    with atomic_write(Path(run_dir) / CSV) as fh:
         table.to_csv(fh, index=False)
+    with atomic_write(Path(run_dir) / ROUNDS_CSV) as fh:
+        by_round.to_csv(fh, index=False)
+    records = table.to_dict("records")
+    for rec in records:
+        rec["per_round"] = by_round[by_round["metric"] == rec["metric"]].drop(
+            columns=["metric", "tool", "case"]).to_dict("records")
     meta = read_meta(run_dir)
-    meta["calibration"] = {"tools": {k: bool(v) for k, v in have.items()},
-                           "raw": rows, "ratios": table.to_dict("records"),
-                           "seconds": seconds, "install_hint": INSTALL_HINT}
+    meta["calibration"] = {"tools": {k: bool(v) for k, v in tools.have.items()},
+                           "raw": tools.rows, "ratios": records, "paired_by_round": True,
+                           "seconds": whole_seconds(seconds), "rounds": rounds,
+                           "conns": conns, "tools_pinned": tools.place.pinned,
+                           "install_hint": INSTALL_HINT}
     write_json(Path(run_dir) / "meta.json", meta)
-    return Path(run_dir), table
+    return Calibration(Path(run_dir), table, by_round, tools.rows, outcomes[0].interrupted)
 
 
-def ratios(frame: pd.DataFrame, tools: pd.DataFrame, sizes: list[int],
-           rr_size: int) -> pd.DataFrame:
-    """flushbench's best figure against each tool's mean over the two phases."""
-    out = []
-    ok = frame[frame["error"] == ""]
+def _per_round(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` by round (a trial's or a tool run's), rows with an error or no figure out."""
+    if frame.empty or column not in frame:
+        return pd.Series(dtype=float)
+    ok = frame[frame["error"].isna() | (frame["error"].astype(str) == "")]
+    series = pd.to_numeric(ok.set_index("round")[column], errors="coerce").dropna()
+    series.index = series.index.astype(int)
+    return series.groupby(level=0).first()
+
+
+def paired_ratios(trials: pd.DataFrame, tools: pd.DataFrame, cases: Sequence[Case],
+                  sizes: Sequence[int], rr_size: int, conns: int = 1
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """flushbench's best case against the tool, round by round.
+
+    ``trials``: trials.csv (case, round, throughput_bps, lat_p50_us, lat_p99_us, error);
+    ``tools``: :attr:`Tools.rows`. Best = the highest median throughput over rounds (stream,
+    per size and connection count) or the lowest median p50 (rr); twins never count. Per
+    round r both measured: ratio_r = the case's figure in r / the tool's in r. Returns one
+    row per metric (median figures and ratio over the paired rounds, min and max ratio,
+    ``rounds`` paired) and one row per metric and round.
+    """
+    out: list[dict[str, Any]] = []
+    per_round: list[dict[str, Any]] = []
+    frames = {str(cid): group for cid, group in trials.groupby("case")}
+
+    def tool_rows(**match: Any) -> pd.DataFrame:
+        if tools.empty:
+            return tools
+        keep = np.ones(len(tools), dtype=bool)
+        for key, value in match.items():
+            keep &= (tools[key] == value).to_numpy()
+        return tools[keep]
+
+    def best(candidates: list[Case], column: str, higher: bool) -> tuple[Case, pd.Series] | None:
+        scored = [(float(s.median()), c, s) for c in candidates
+                  if len(s := _per_round(frames.get(c.id, pd.DataFrame()), column))]
+        if not scored:
+            return None
+        _, case, series = (max if higher else min)(scored, key=lambda t: t[0])
+        return case, series
+
+    def add(metric: str, tool: str, case: Case, mine: pd.Series, ref: pd.Series,
+            scale: float) -> None:
+        paired = sorted(set(mine.index) & set(ref.index))
+        ratios = [float(mine[r] / ref[r]) for r in paired]
+        for r, ratio in zip(paired, ratios):
+            per_round.append({"metric": metric, "tool": tool, "case": case.id, "round": r,
+                              "flushbench": float(mine[r]) / scale,
+                              "reference": float(ref[r]) / scale, "ratio": ratio})
+        nan = float("nan")
+        out.append({"metric": metric, "case": case.id, "tool": tool,
+                    "flushbench": float((mine[paired] if paired else mine).median()) / scale,
+                    "reference": float(ref[paired].median()) / scale if paired else nan,
+                    "ratio": float(np.median(ratios)) if ratios else nan,
+                    "ratio_min": min(ratios, default=nan), "ratio_max": max(ratios, default=nan),
+                    "rounds": len(paired)})
+
+    plain = [c for c in cases if not c.twin]
     for size in sizes:
-        stream = ok[(ok["workload"] == "stream") & (ok["msg_size"] == size)]
-        if stream.empty:
-            continue
-        best = stream.iloc[int(np.argmax(stream["throughput_bps"].to_numpy(dtype=float)))]
-        ref = tools[(tools.get("tool") == "iperf3") & (tools.get("msg_size") == size)] \
-            if not tools.empty else tools
-        ref_bps = float(ref["throughput_bps"].mean()) if len(ref) else float("nan")
-        out.append({"metric": f"stream {size} B throughput (Gbit/s)", "case": best["case"],
-                    "flushbench": best["throughput_bps"] / 1e9, "reference": ref_bps / 1e9,
-                    "tool": "iperf3", "ratio": best["throughput_bps"] / ref_bps})
-    rr = ok[(ok["workload"] == "rr") & (ok["msg_size"] == rr_size)]
-    ref = tools[tools.get("tool") == "sockperf"] if not tools.empty else tools
-    if not rr.empty:
-        best = rr.iloc[int(np.argmin(rr["lat_p50_us"].to_numpy(dtype=float)))]
+        for n in sorted({1, conns}):
+            found = best([c for c in plain if c.workload == "stream" and c.msg_size == size
+                          and c.conns == n], "throughput_bps", higher=True)
+            if found is None:
+                continue
+            label = f" x {n} conns" if n > 1 else ""
+            add(f"stream {size} B{label} throughput (Gbit/s)",
+                "iperf3" + (f" -P {n}" if n > 1 else ""), *found,
+                _per_round(tool_rows(tool="iperf3", msg_size=size, conns=n), "throughput_bps"),
+                1e9)
+    found = best([c for c in plain if c.workload == "rr" and c.msg_size == rr_size],
+                 "lat_p50_us", higher=False)
+    if found is not None:
+        ref = tool_rows(tool="sockperf", msg_size=rr_size)
         for q in ("p50", "p99"):
-            ref_us = float(ref[f"rtt_{q}_us"].mean()) if len(ref) else float("nan")
-            out.append({"metric": f"rr {rr_size} B RTT {q} (us)", "case": best["case"],
-                        "flushbench": best[f"lat_{q}_us"], "reference": ref_us,
-                        "tool": "sockperf", "ratio": best[f"lat_{q}_us"] / ref_us})
-    table: pd.DataFrame = pd.DataFrame(out, columns=["metric", "case", "flushbench", "reference",
-                                                     "tool", "ratio"])
-    return table
+            case = found[0]
+            add(f"rr {rr_size} B RTT {q} (us)", "sockperf", case,
+                _per_round(frames.get(case.id, pd.DataFrame()), f"lat_{q}_us"),
+                _per_round(ref, f"rtt_{q}_us"), 1.0)
+    return (pd.DataFrame(out, columns=COLUMNS),
+            pd.DataFrame(per_round, columns=ROUND_COLUMNS))
