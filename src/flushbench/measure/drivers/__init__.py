@@ -70,6 +70,7 @@ def chunks(strategy: str, parts: Sequence[bytes]) -> Sequence[bytes]:
 
 
 class Driver(Protocol):
+    cpu_at_t0: int  # time.process_time_ns() when the last value's clock started
     def run(self, n: int) -> tuple[int, list[ConnResult]]:
         """One value of ``n`` operations per connection: t0 and each connection's result."""
         ...

@@ -114,6 +114,7 @@ class SelectorsDriver:
         for sock in self.socks:
             sock.setblocking(False)
         try:
+            self.cpu_at_t0 = time.process_time_ns()  # the client's CPU from the clock's start
             t0 = perf_counter_ns()
             self._loop(conns)
         finally:

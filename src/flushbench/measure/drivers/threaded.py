@@ -44,6 +44,7 @@ class ThreadsDriver:
                    for i in range(len(self.socks))]
         for thread in threads:
             thread.start()
+        self.cpu_at_t0 = time.process_time_ns()  # the client's CPU from the clock's start
         t0 = perf_counter_ns()
         start.set()
         # each blocking call is bounded by the sockets' kernel timeouts (io_timeout)
