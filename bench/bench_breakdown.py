@@ -159,7 +159,7 @@ def breakdown_rows(m: Measured) -> list[tuple[str, float]]:
     named = [("worker: TCP connect", ph["connect_s"]),
              ("worker: temp file (file workload)", ph["file_s"]),
              ("worker: HELLO, socket options, strategy", setup),
-             ("worker: warm-up (<= 64 ops / 0.2 s)", ph["warm_up_s"]),
+             ("worker: warm-up (<= 64 ops / 0.05 s)", ph["warm_up_s"]),
              (f"worker: timed values ({int(ph['values'])}; GO/READY + operations)",
               ph["values_s"])]
     workers = tl.inside.get((VISIT, WORKER), 0.0)

@@ -27,9 +27,7 @@ import math
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,45 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _common import load_line  # noqa: E402
 
-from flushbench import procs  # noqa: E402
 from flushbench.case import Case, parse_size, size_label  # noqa: E402
+from flushbench.errors import SetupError  # noqa: E402
 from flushbench.measure.session import Session  # noqa: E402
 from flushbench.procs import PeerProcess  # noqa: E402
-
-IPERF_GRACE_S = 30.0  # an iperf3 client run may take this much longer than asked, at most
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from flushbench.run.reftools import Place, iperf3  # noqa: E402
 
 
 def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int) -> float:
-    """One iperf3 run over loopback, pinned: its receiver's bits per second."""
-    port = free_port()
-    server = subprocess.Popen(["taskset", "-c", str(server_cpu), "iperf3", "-s", "-1",
-                               "-B", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """One iperf3 run over loopback, pinned (as calibrate runs it): its receiver's bits/s."""
+    place = Place.of(None, {"client": client_cpu, "peer": server_cpu})
     try:
-        out = ""
-        for _ in range(50):  # the server needs a moment to listen: retry the client
-            got = subprocess.run(["taskset", "-c", str(client_cpu), "iperf3", "-c",
-                                  "127.0.0.1", "-p", str(port), "-l", str(size), "-t",
-                                  str(seconds), "-J"], capture_output=True, text=True,
-                                 timeout=seconds + IPERF_GRACE_S)
-            out = got.stdout
-            if got.returncode == 0:
-                break
-            time.sleep(0.05)
-        try:
-            return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
-        except (ValueError, KeyError):
-            raise SystemExit(f"iperf3 gave no result on 127.0.0.1:{port}: "
-                             f"{(got.stderr or out).strip()[:200]}") from None
-    finally:
-        procs.stop(server, 2.0)
+        return iperf3(size, seconds, place)[0]
+    except SetupError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def flushbench_bps(case: Case, peer: PeerProcess, seconds: float, value_time: float) -> float:

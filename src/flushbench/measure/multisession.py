@@ -26,7 +26,7 @@ from . import fdlimit, protocol, sockopts, strategies
 from .drivers import ConnResult, Driver, Work, misfit, open_driver, unavailable
 from .loops import make_parts
 from .protocol import format_addr
-from .session import WARMUP_OPS, WARMUP_TIME, ValueStats, say_hello
+from .session import ValueStats, say_hello, warm_up
 
 
 class MultiSession:
@@ -88,16 +88,8 @@ class MultiSession:
         return sock
 
     def _warm_up(self) -> None:
-        """As a single connection's: leave quick-ACK mode, learn the time of an operation
-        (on every connection at once)."""
-        done, n, start = 0, 1, time.perf_counter()
-        while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
-            self.run_value(n, record=False)
-            done += n
-            left = WARMUP_TIME - (time.perf_counter() - start)
-            by_time = int(left / self.est_op_s) if self.est_op_s > 0 else n * 2
-            n = max(1, min(n * 2, WARMUP_OPS - done, self.case.op_count, by_time))
-        self.phases["warm_up_s"] = time.perf_counter() - start
+        """As a single connection's (on every connection at once)."""
+        self.phases["warm_up_s"] = warm_up(self, self.case.op_count)
 
     def ops_for(self, loops: int, value_time: float) -> int:
         """Operations per connection for the next value: ``loops``, fewer past value_time."""
