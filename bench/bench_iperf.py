@@ -16,7 +16,9 @@ with its range over rounds.
 A flushbench value ends when the peer has confirmed every byte, so each value pays one drain
 of the bytes in flight (the socket buffers, megabytes when autotuned) and starts with an
 empty pipe; iperf3 streams for whole seconds. The value times show that cost: it shrinks
-as the values get longer.
+as the values get longer. Around each measurement /proc/stat gives where the sender's and
+the receiver's CPU went (user, system, softirq, busy): with the sender's CPU at its limit,
+the user share is what Python costs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -41,6 +44,26 @@ from flushbench.errors import SetupError  # noqa: E402
 from flushbench.measure.session import Session  # noqa: E402
 from flushbench.procs import PeerProcess  # noqa: E402
 from flushbench.run.reftools import Place, iperf3  # noqa: E402
+
+
+def cpu_times() -> dict[int, list[int]]:
+    """Per CPU: user, nice, system, idle, iowait, irq, softirq (jiffies, /proc/stat)."""
+    out = {}
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                out[int(name[3:])] = [int(x) for x in fields[:7]]
+    return out
+
+
+def cpu_split(before: dict[int, list[int]], after: dict[int, list[int]], cpu: int
+              ) -> dict[str, float]:
+    """Shares of ``cpu``'s time between two readings: user, system, softirq, busy."""
+    d = [b - a for a, b in zip(before[cpu], after[cpu])]
+    total = sum(d) or 1
+    return {"user": (d[0] + d[1]) / total, "system": d[2] / total, "softirq": d[6] / total,
+            "busy": 1 - (d[3] + d[4]) / total}
 
 
 def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int) -> float:
@@ -96,20 +119,26 @@ def main() -> int:
     rng = random.Random(seed)
     before = load_line()
     start = time.perf_counter()
-    rows: list[dict[str, float | int | str]] = []
+    rows: list[dict[str, Any]] = []
     with PeerProcess("127.0.0.1", cpu=server_cpu) as peer:
         os.sched_setaffinity(0, {client_cpu})
         for r in range(args.rounds):
             jobs = ["iperf3", *(f"flushbench@{v:g}" for v in value_times)]
             rng.shuffle(jobs)
             got: dict[str, float] = {}
+            split: dict[str, dict[str, float]] = {}
             for job in jobs:
+                t0 = cpu_times()
                 if job == "iperf3":
                     got[job] = iperf3_bps(args.size, args.seconds, client_cpu, server_cpu)
                 else:
                     got[job] = flushbench_bps(case, peer, args.seconds,
                                               float(job.split("@")[1]))
-            rows.append({"round": r, "order": " ".join(jobs), **got})
+                t1 = cpu_times()
+                split[job] = {f"{side}_{k}": v for side, cpu in (("sender", client_cpu),
+                                                                 ("receiver", server_cpu))
+                              for k, v in cpu_split(t0, t1, cpu).items()}
+            rows.append({"round": r, "order": " ".join(jobs), **got, "cpu": split})
             line = "  ".join(f"{k} {v / 1e9:6.2f}" for k, v in sorted(got.items()))
             print(f"round {r}: Gbit/s  {line}", flush=True)
     summary = {}
@@ -122,6 +151,12 @@ def main() -> int:
                         "geomean": math.exp(statistics.fmean(math.log(x) for x in ratios))}
         print(f"  values of {v * 1000:g} ms: {med:.3f}x iperf3 (median; "
               f"range {min(ratios):.3f}-{max(ratios):.3f})")
+    print("  where each side's CPU went (median over rounds; share of that CPU):")
+    for job in ["iperf3", *(f"flushbench@{v:g}" for v in value_times)]:
+        shares = [row["cpu"][job] for row in rows]
+        line = ", ".join(f"{k} {statistics.median(s[k] for s in shares):.2f}"
+                         for k in shares[0])
+        print(f"    {job}: {line}")
     after = load_line()
     print(f"{before}; after: {after}; {time.perf_counter() - start:.0f} s; seed {seed}")
     if args.output:
