@@ -18,7 +18,27 @@ from .errors import FlushbenchError
 from .remote.agent import DEFAULT_DURATION, DEFAULT_HANDSHAKE
 from .remote.protocol import DEFAULT_PORT
 
-DEFAULT_REPORT_OUT = Path("results/report")
+FORMATS = ("table", "csv", "json", "md")
+EXIT_CODES = """exit codes:
+  0    done
+  1    a case failed (its reason is in the table's error column)
+  2    a usage error (one line says what was wrong and what to do)
+  130  interrupted (flushbench run --resume RUN finishes it)
+"""
+EXAMPLES = """examples:
+  flushbench run                       the quick suite on loopback (~3 min)
+  flushbench run -s smoke --report     a 20-second check, with its HTML report
+  flushbench run -s quick -f 'rr-*'    only the request/response cases
+  flushbench run --dry-run -s full     list the cases and the estimated time
+  flushbench show RUN                  a stored run's verdicts
+  flushbench compare RUN_A RUN_B       two machines or two versions, paired
+  flushbench report RUN                the run's report in RUN/report
+
+case ids read workload-strategy-s<size>-p<parts>-nd<nodelay 0|1>-sb<sndbuf|auto>[-rb<rcvbuf>]
+[-lw<notsent_lowat>][-r<reply>][-k<batch>][-b<makefile buffer>][-tls13][-c<conns>-<driver>]
+-<transport>[-twin], sizes as 64, 16K, 1M.
+
+"""
 
 
 # -- argument types: each refuses bad text with a one-line reason ----------------------------
@@ -93,10 +113,13 @@ class OneLineParser(argparse.ArgumentParser):
 # -- the parsers ------------------------------------------------------------------------------
 
 def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
-    run = sub.add_parser("run", help="run a suite and write a run directory")
-    run.add_argument("--suite", default="quick", help="suite name or .toml file (default: quick)")
-    run.add_argument("--out", type=Path, help="run directory (default: results/<machine>/<run-id>)")
-    run.add_argument("--filter", action="append", default=[], metavar="PAT",
+    run = sub.add_parser("run", help="run a suite and write a run directory",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("-s", "--suite", default="quick",
+                     help="suite name or .toml file (default: quick)")
+    run.add_argument("-o", "--out", type=Path,
+                     help="run directory (default: results/<machine>/<run-id>)")
+    run.add_argument("-f", "--filter", action="append", default=[], metavar="PAT",
                      help="keep cases whose id matches (glob or substring; repeatable)")
     run.add_argument("--dry-run", action="store_true", help="list the cases and estimated time")
     run.add_argument("--fast", action="store_true", help="one worker per case, fewer values")
@@ -120,7 +143,7 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run.add_argument("--inherit-environ", metavar="VARS",
                      help="comma-separated environment variables workers keep (pyperf drops "
                           "the rest)")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                      help="run against a remote 'flushbench agent' (repeatable: one run each)")
     run.add_argument("--token-file", type=Path, metavar="F",
@@ -179,7 +202,8 @@ def _add_calibrate(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                      "repeatable), e.g. sendall")
     cal.add_argument("--seconds", type=_seconds, default=2.0,
                      help="seconds per tool run, whole (default 2)")
-    cal.add_argument("--out", type=Path, help="run directory")
+    cal.add_argument("-o", "--out", type=Path,
+                     help="run directory (default: results/<machine>/<run-id>)")
     cal.add_argument("--link", metavar="SPEC", help="calibrate over emulated hosts (root)")
     cal.add_argument("--peer", action="append", default=[], help=argparse.SUPPRESS)
     cal.add_argument("--machine", help="machine id for the results folder")
@@ -187,31 +211,39 @@ def _add_calibrate(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                      help="CPUs of flushbench's workers and peer, and of the tools' clients and "
                      "servers alike (default: as 'run' pins; 'none' leaves placement to the "
                      "kernel)")
-    cal.add_argument("--quiet", action="store_true")
+    cal.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress output (the table is still printed)")
 
 
 def _add_stored(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     report = sub.add_parser("report", help="build the HTML/Markdown report of stored runs")
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                         help="run directories, or folders holding runs (results/ for all)")
-    report.add_argument("--out", type=Path, default=DEFAULT_REPORT_OUT, metavar="DIR",
-                        help="where to write index.html, README.md and charts/ "
-                             f"(default: {DEFAULT_REPORT_OUT})")
+    report.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
+                        help="where to write index.html, README.md and charts/ (default, "
+                             "for one run: RUN/report; several runs need it)")
     compare = sub.add_parser("compare", help="compare stored runs (the first is the reference)")
     compare.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                          help="run directories or folders holding runs; the first is the "
                               "reference")
-    compare.add_argument("--out", type=Path, default=None, metavar="DIR",
+    compare.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
                          help="also write compare.csv, compare.md, index.html and charts here")
     sub.add_parser("list", help="list strategies, workloads and suites")
     show = sub.add_parser("show", help="print a stored run's verdicts (or its table) in the "
                           "terminal")
-    show.add_argument("runs", nargs="+", type=Path, metavar="RUN")
-    show.add_argument("--filter", action="append", default=[], metavar="PAT",
+    show.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                      help="run directories, or folders holding runs")
+    show.add_argument("-f", "--filter", action="append", default=[], metavar="PAT",
                       help="only cases whose id matches (a glob or a substring); repeatable")
     show.add_argument("--all", action="store_true",
                       help="also print the full table: every case with throughput, latency, "
                       "segments, calls and SO_SNDBUF (runs without verdicts always get it)")
+    show.add_argument("--format", choices=FORMATS, default="table",
+                      help="table (default, for people), or the verdicts (with --all: every "
+                      "column of the table) as csv, json (a list of records) or md; each row "
+                      "names its run and machine")
+    show.add_argument("-o", "--output", type=Path, metavar="FILE",
+                      help="write there instead of standard output")
 
 
 def _add_netlab(sub: argparse._SubParsersAction[OneLineParser]) -> None:
@@ -260,8 +292,10 @@ def _add_agent(sub: argparse._SubParsersAction[OneLineParser]) -> None:
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="flushbench", description="How should a Python program write "
-                           "to a TCP socket? Measure the send paths and socket options.")
-    parser.add_argument("--version", action="version", version=_version())
+                           "to a TCP socket? Measure the send paths and socket options.",
+                           epilog=EXAMPLES + EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-V", "--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=OneLineParser)
     for add in (_add_run, _add_calibrate, _add_stored, _add_netlab, _add_agent):
@@ -278,7 +312,12 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     from . import commands
 
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:  # bare flushbench: what it can do, not an error line
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv)
     try:
         return commands.COMMANDS[args.command](args)
     except FlushbenchError as exc:

@@ -1,20 +1,24 @@
 """The bodies of flushbench's commands: argparse results in, work done, lines printed.
 
-Each imports what it needs when it runs. Data goes to stdout (a run directory, a report's
-path), tables and progress to stderr. Errors are raised as FlushbenchError; :mod:`.cli`
-turns them into one line and exit code 2.
+Each imports what it needs when it runs. Data goes to stdout: a run directory, a report's
+path, and the tables of ``show`` and ``compare`` (``show --format csv|json|md`` for
+programs); progress, a run's closing summary and warnings go to stderr. Errors are raised
+as FlushbenchError; :mod:`.cli` turns them into one line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import FlushbenchError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
 
     from .analysis.runs import StoredRun
     from .run.options import RunOptions, RunOutcome
@@ -44,12 +48,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                       inherit_environ=args.inherit_environ,
                       transport=args.transport or "loopback")
     if args.dry_run:
+        _link_hint(opts)
         return _dry_run(opts)
+    _link_hint(opts)
     outcomes = run(opts, lambda suite, plan: RunProgress(suite, plan, args.quiet, console))
     code = 0
     for outcome in outcomes:
         code = max(code, _finish_run(outcome, args))
     return code
+
+
+def _link_hint(opts: RunOptions) -> None:
+    """A suite meant for an emulated link, run on plain loopback: say so (it still runs)."""
+    if opts.link or opts.peers or opts.resume:
+        return
+    from .suites import load_suite
+
+    suite = load_suite(opts.suite)
+    if suite.link:
+        _warnings([f"suite {suite.name} is meant for an emulated link: on loopback it shows "
+                   f"little of what it is about; run it with --link {suite.link} (root)"])
 
 
 def _dry_run(opts: RunOptions) -> int:
@@ -59,9 +77,10 @@ def _dry_run(opts: RunOptions) -> int:
     from .run.options import prepare_suite
     from .run.targets import targets
 
-    if not opts.resume:
-        targets(opts.peers, opts.link, True, None, opts.transport)  # bad combinations: now
-    suite = prepare_suite(opts, read_meta(opts.resume) if opts.resume else None)
+    meta = read_meta(opts.resume) if opts.resume else None
+    where = targets(opts.peers, opts.link, True, meta, opts.transport)  # bad combinations: now
+    # the ids as the run will write them: -emulated under --link, -remote with --peer
+    suite = prepare_suite(dataclasses.replace(opts, transport=where[0].transport), meta)
     rtt = 0.0
     if opts.link:
         from .netlab.linkspec import LinkSpec
@@ -93,12 +112,16 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
             console.print("interrupted before the run directory was created", highlight=False)
         return outcome.exit_code
     if outcome.interrupted:
-        console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with: "
-                      f"flushbench run --resume {run_dir}", highlight=False, markup=False)
+        console.print(f"interrupted: {outcome.done} case(s) kept in {run_dir}; finish with:",
+                      highlight=False, markup=False)
+        console.out(f"flushbench run --resume {run_dir}", highlight=False)  # one line, unwrapped
         return outcome.exit_code
+    if args.resume and not outcome.visits:
+        console.print(f"nothing left to run: {run_dir} is finished", highlight=False,
+                      markup=False)
     if not args.quiet:
         (stored,) = open_runs([run_dir])
-        _print_run(stored, None, show_all=False, title=str(run_dir))
+        _print_run(stored, None, show_all=False, title=str(run_dir), console=console)
     if args.report:
         from .report.document import build_report
 
@@ -111,11 +134,12 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title: str) -> None:
+def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title: str,
+               console: Console | None = None) -> None:
     """A run in the terminal: its verdicts and noise floor (the summary table for runs
-    without verdicts, or with ``show_all``), then its quality warnings."""
+    without verdicts, or with ``show_all``) on ``console`` (standard output by default),
+    then its quality warnings (standard error)."""
     from .report.terminal import (
-        console,
         noise_line,
         quality_lines,
         summary_table,
@@ -124,6 +148,10 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
     )
     from .suites import id_matches
 
+    if console is None:
+        from rich.console import Console as RichConsole
+
+        console = RichConsole()
     frame = run.table
     if filters:
         frame = frame[frame["case"].map(lambda cid: id_matches(cid, filters))]
@@ -137,6 +165,11 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
             console.print(text(f"every figure of every case: flushbench show --all {run.path}",
                                style="dim"), highlight=False)
     _warnings(quality_lines(frame))
+
+
+def _skipped(run_dir: Path, why: str) -> None:
+    """A broken run inside a folder of runs: one warning line, and the rest go on."""
+    _warnings([f"skipped {run_dir}: {why}"])
 
 
 def _warnings(lines: list[str]) -> None:
@@ -194,9 +227,33 @@ def _one_line_errors(body: Callable[[argparse.Namespace], int],
 def cmd_show(args: argparse.Namespace) -> int:
     from .analysis.runs import open_runs
 
-    for run in open_runs(args.runs):
-        _print_run(run, args.filter, args.all, f"{run.machine} / {run.run_id}")
+    runs = open_runs(args.runs, _skipped)
+    if args.format != "table":
+        from .report.export import run_records, write_records
+
+        write_records(run_records(runs, args.filter, args.all), args.format, args.output)
+        return 0
+    with _data_console(args.output) as out:
+        for run in runs:
+            _print_run(run, args.filter, args.all, f"{run.machine} / {run.run_id}", out)
     return 0
+
+
+@contextlib.contextmanager
+def _data_console(path: Path | None) -> Iterator[Console]:
+    """Where data goes: standard output (a terminal's width; 200 columns for a pipe or a
+    file, so ids are not folded), or ``path``, plain text."""
+    from rich.console import Console
+
+    if path is None:
+        out = Console()
+        yield out if out.is_terminal else Console(width=200)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            yield Console(file=fh, width=200, no_color=True, color_system=None)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -261,7 +318,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report.document import build_report
 
-    print(build_report(args.runs, args.out))
+    out = args.out
+    if out is None:  # one run: its own report folder; never over the published report
+        if len(args.runs) != 1 or not (Path(args.runs[0]) / "meta.json").is_file():
+            raise UsageError("several runs (or a folder of runs) need --out DIR: where to "
+                             "write index.html, README.md and charts/")
+        out = Path(args.runs[0]) / "report"
+    print(build_report(args.runs, out, _skipped))
     return 0
 
 
@@ -274,7 +337,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report.compare import write_outputs
     from .report.terminal import compare_tables
 
-    stored = open_runs(args.runs)
+    stored = open_runs(args.runs, _skipped)
     if len(stored) < 2:
         raise UsageError(f"compare needs at least two runs; found {len(stored)} in "
                          f"{', '.join(map(str, args.runs))}")

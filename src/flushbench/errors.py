@@ -6,6 +6,16 @@ without a traceback and exits non-zero.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'smoke'?)' for a close choice, or '' (for an unknown-name error)."""
+    import difflib  # only on the error path
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class FlushbenchError(Exception):
     """Base class: a user-facing, one-line error."""

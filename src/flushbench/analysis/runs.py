@@ -17,7 +17,7 @@ older runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,18 +193,30 @@ class StoredRun:
         return np.sort(values) / 1000.0 if values.size else None
 
 
-def open_runs(paths: Iterable[str | Path]) -> list[StoredRun]:
-    """Read every run at or below each path, in the order given, each run once."""
+def open_runs(paths: Iterable[str | Path],
+              skip: Callable[[Path, str], None] | None = None) -> list[StoredRun]:
+    """Read every run at or below each path, in the order given, each run once.
+
+    A run that cannot be read raises ResultsError; with ``skip``, a broken run found inside
+    a folder of runs is passed to it (its path and the one-line reason) and left out, so one
+    corrupt copy does not stop the rest. A run named directly always raises.
+    """
     seen: set[Path] = set()
     runs: list[StoredRun] = []
     for given in paths:
-        for run_dir in find_runs(Path(given)):
+        found = find_runs(Path(given))
+        for run_dir in found:
             key = run_dir.resolve()
             if key in seen:
                 continue
             seen.add(key)
-            meta = read_meta(run_dir)
-            runs.append(StoredRun(run_dir, meta, read_table(run_dir, meta)))
+            try:
+                meta = read_meta(run_dir)
+                runs.append(StoredRun(run_dir, meta, read_table(run_dir, meta)))
+            except ResultsError as exc:
+                if skip is None or run_dir.resolve() == Path(given).resolve():
+                    raise
+                skip(run_dir, str(exc))
     if not runs:
         raise ResultsError("no runs given")
     labels = [r.label for r in runs]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 from ..case import Case
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 
 Buffer = bytes | bytearray | memoryview
 FILE_CHUNK = 64 * 1024
@@ -372,8 +372,8 @@ def load_entry_points() -> None:
 
 def get(name: str) -> type[AnyStrategy]:
     if name not in REGISTRY:
-        raise UsageError(f"unknown strategy {name!r}; expected one of "
-                         f"{', '.join(sorted(REGISTRY))} (or add one with --strategy-plugin)")
+        raise UsageError(f"unknown strategy {name!r}{did_you_mean(name, REGISTRY)}; expected "
+                         f"one of {', '.join(sorted(REGISTRY))} (or --strategy-plugin)")
     return REGISTRY[name]
 
 

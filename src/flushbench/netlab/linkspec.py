@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,7 +82,8 @@ class LinkSpec:
         known = profiles()
         if "=" not in items[0]:
             if items[0] not in known:
-                raise UsageError(f"unknown link profile {items[0]!r}: expected one of "
+                raise UsageError(f"unknown link profile {items[0]!r}"
+                                 f"{did_you_mean(items[0], known)}: expected one of "
                                  f"{', '.join(known)} or fields like rate=100mbit,delay=10ms")
             fields = cls.parse(",".join(f"{k}={v}" for k, v in known[items.pop(0)].items()
                                         if k != "description")).as_dict()

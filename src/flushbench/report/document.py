@@ -13,7 +13,7 @@ files (the test suite checks this).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,11 @@ HOST_ROWS = [("CPU", "cpu_model"), ("CPUs", "cpu_count"), ("kernel", "kernel"), 
              ("TCP_CORK", "has_tcp_cork"), ("MSG_MORE", "has_msg_more")]
 
 
-def build_report(runs: Sequence[Path], out: Path) -> Path:
-    """Write the report for ``runs`` into ``out``; returns the path of index.html."""
-    stored = open_runs(runs)
+def build_report(runs: Sequence[Path], out: Path,
+                 skip: Callable[[Path, str], None] | None = None) -> Path:
+    """Write the report for ``runs`` into ``out``; returns the path of index.html.
+    ``skip``: told of each broken run inside a folder of runs, which is left out."""
+    stored = open_runs(runs, skip)
     out = Path(out)
     charts_dir = out / CHARTS
     try:

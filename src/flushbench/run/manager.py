@@ -133,6 +133,7 @@ class Manager:
                 todo = self.todo(visit)
                 if not todo:
                     continue
+                outcome.visits += 1
                 progress.start_visit(visit, todo)
                 with span(tl, "visit (all of it)"):
                     rows = self.run_visit(visit, todo, state)

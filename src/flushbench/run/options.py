@@ -53,6 +53,7 @@ class RunOutcome:
     done: int = 0
     failed: int = 0
     interrupted: bool = False
+    visits: int = 0  # visits measured now (0 on a resume: the run was already finished)
 
     @property
     def exit_code(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..case import Case
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 from .matrix import expand, filter_cases
 
 if sys.version_info >= (3, 11):
@@ -37,6 +37,8 @@ class Suite:
     value_time: float = 0.01  # seconds: a value of the first round stops early past this
     timeout: int = 60  # seconds per case of a visit (a stalled worker is stopped)
     description: str = ""
+    # the link the suite is meant for (a --link spec or profile): on loopback it says so
+    link: str = ""
     source: str = ""  # the TOML text, kept in meta.json
     path: str = ""  # where it was read from
     # (case id, reason) of cases left out because their transport lacks what they need
@@ -49,7 +51,7 @@ class Suite:
 
 SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "rounds": int, "values": int, "warmups": int,
-    "value_time": (int, float), "timeout": int}
+    "value_time": (int, float), "timeout": int, "link": str}
 MAX_ROUNDS = 1000
 
 
@@ -71,8 +73,9 @@ def resolve_suite(name_or_path: str) -> Path:
     suites = available_suites()
     if name_or_path not in suites:
         known = ", ".join(sorted(suites)) or "none found"
-        raise UsageError(f"unknown suite {name_or_path!r}; expected a .toml file or one of: "
-                         f"{known}")
+        raise UsageError(f"unknown suite {name_or_path!r}"
+                         f"{did_you_mean(name_or_path, suites)}; expected a .toml file or "
+                         f"one of: {known}")
     return suites[name_or_path]
 
 
