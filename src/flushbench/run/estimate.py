@@ -6,8 +6,13 @@ from ..case import Case
 from ..measure.visit import SLOW_OP, SLOW_VALUES
 from ..suites import Suite
 
-VISIT_START_S = 0.12  # a visit's worker process: start-up and imports (estimate)
-CONNECT_S = 0.002  # connect and HELLO of one trial
+# Measured with bench/bench_breakdown.py on the quick suite (2026-12-02, 2-core VM): a
+# visit's worker start-up, exit and accounting ~175 ms, the manager's merge and probe ~140 ms
+VISIT_START_S = 0.32
+CONNECT_S = 0.005  # connect, HELLO, options and strategy of one trial (5.6 s over 1,160)
+VALUE_OVERHEAD_S = 0.001  # GO/READY, TCP_INFO and the accounting around each value
+CONN_S = 0.0015  # a driver case: each further connection's connect and HELLO
+WARMUP_S = 0.05  # measure.session.WARMUP_TIME
 
 
 def estimate_op_s(case: Case, rtt: float = 0.0) -> float:
@@ -25,13 +30,14 @@ def estimate_op_s(case: Case, rtt: float = 0.0) -> float:
 
 def estimate_trial_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:
     """One trial of ``case``: connect, warm-up, and the suite's values (at least one op each)."""
-    op = estimate_op_s(case, rtt)
-    value_s = max(op, min(suite.value_time, case.op_count * op)) + 2 * rtt
-    warm_up = min(0.1, 64 * op) + 3 * rtt
+    op = estimate_op_s(case, rtt) * case.conns  # a driver case: every connection, one CPU
+    value_s = max(op, min(suite.value_time, case.op_count * op)) + 2 * rtt + VALUE_OVERHEAD_S
+    warm_up = min(WARMUP_S, 64 * op) + 3 * rtt
     values = suite.values
-    if op > SLOW_OP * suite.value_time:  # a slow case runs fewer values, in a row
+    if op > SLOW_OP * suite.value_time and not case.driver:  # a slow case: fewer values
         values = min(values, SLOW_VALUES)
-    return CONNECT_S + warm_up + (suite.warmups + values) * value_s
+    connect = CONNECT_S + CONN_S * (case.conns - 1)
+    return connect + warm_up + (suite.warmups + values) * value_s
 
 
 def estimate_case_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:
