@@ -102,11 +102,16 @@ def pytest_configure(config: pytest.Config) -> None:
     private = tempfile.mkdtemp(prefix="flushbench-tests-")
     os.environ["FLUSHBENCH_TEST_TMP"] = os.environ["TMPDIR"] = private
     tempfile.tempdir = private
+    MADE.append(private)
+
+
+MADE: list[str] = []  # the folder this process made (not an xdist worker's inherited one)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    private = os.environ.get("FLUSHBENCH_TEST_TMP")
-    if private and tempfile.tempdir == private:
+    """Remove the folder, in the process that made it only: pytest-xdist workers inherit it,
+    and the first worker to finish must not pull it from under the others."""
+    for private in MADE:
         import shutil
 
         shutil.rmtree(private, ignore_errors=True)

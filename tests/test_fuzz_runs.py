@@ -11,7 +11,8 @@ parser and index.html with an HTML parser: no raw HTML, no link but the charts.
 
 Examples: FLUSHBENCH_FUZZ_EXAMPLES for ``show`` and ``compare`` (default 40, a few seconds
 each way), FLUSHBENCH_FUZZ_REPORT_EXAMPLES for ``report`` and ``compare --out`` (default 8;
-each draws every chart). ``nox -s fuzz`` runs 10,000 and 300 (noxfile.FUZZ_EXAMPLES).
+each draws every chart). ``nox -s fuzz`` runs 10,000 and 300 (noxfile.FUZZ_EXAMPLES), each
+target in FLUSHBENCH_FUZZ_SHARDS shards, one per CPU under pytest-xdist.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ KEEP = ["stream-sendall-s128K-p2-nd0-sbauto-loopback",
         "file-sendfile-s1M-nd0-sbauto-loopback"]
 EXAMPLES = int(os.environ.get("FLUSHBENCH_FUZZ_EXAMPLES", "40"))
 REPORT_EXAMPLES = int(os.environ.get("FLUSHBENCH_FUZZ_REPORT_EXAMPLES", "8"))
+# Each target runs as SHARDS tests of EXAMPLES / SHARDS examples (rounded up), so that
+# pytest-xdist can spread them over the CPUs (nox -s fuzz: one shard per CPU).
+SHARDS = max(1, int(os.environ.get("FLUSHBENCH_FUZZ_SHARDS", "1")))
 FILES = ["meta.json", "table.csv", "trials.csv", "verdicts.csv", "samples", "pyperf.json"]
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # all but "\n"
 
@@ -328,9 +332,10 @@ def _named(path: Path) -> str:
 
 # -- the targets --------------------------------------------------------------------------
 
-@fuzz(EXAMPLES)
+@pytest.mark.parametrize("shard", range(SHARDS))
+@fuzz(-(-EXAMPLES // SHARDS))
 @given(data=st.data())
-def test_stored_run_fuzz_show_and_compare(pristine: tuple[Path, Path],
+def test_stored_run_fuzz_show_and_compare(pristine: tuple[Path, Path], shard: int,
                                           data: st.DataObject) -> None:
     """show --all and compare (terminal) on a damaged run: exit 0, or exit 2 with one
     line naming the damaged file; no traceback and no control character on the terminal."""
@@ -380,9 +385,11 @@ def check_documents(out: Path) -> None:
                 assert str(value).startswith("charts/"), (tag, value)
 
 
-@fuzz(REPORT_EXAMPLES)
+@pytest.mark.parametrize("shard", range(SHARDS))
+@fuzz(-(-REPORT_EXAMPLES // SHARDS))
 @given(data=st.data())
-def test_stored_run_fuzz_report(pristine: tuple[Path, Path], data: st.DataObject) -> None:
+def test_stored_run_fuzz_report(pristine: tuple[Path, Path], shard: int,
+                                data: st.DataObject) -> None:
     """report and compare --out on a damaged run: as above, and the documents written hold
     no raw HTML, no foreign link and no control character."""
     with damaged_copy(pristine, data) as (run, path, tmp):
