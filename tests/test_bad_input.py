@@ -90,7 +90,8 @@ SUITE_ERRORS = {
     "unknown key": ("[[matrix]]\nworkload='stream'\nstrategy='sendall'\nmsg_size=64\nfoo=1\n",
                     "[[matrix]] #1 has unknown key 'foo'; expected some of workload, strategy"),
     "unknown strategy": ("[[matrix]]\nworkload='stream'\nstrategy='sendal'\nmsg_size=64\n",
-                         "unknown strategy 'sendal'; expected one of asyncio, coalesce, cork"),
+                         "unknown strategy 'sendal' (did you mean 'sendall'?); expected one "
+                         "of asyncio, coalesce, cork"),
     "sendfile on stream": ("[[matrix]]\nworkload='stream'\nstrategy='sendfile'\nmsg_size=64\n",
                            "strategy 'sendfile' does not run the stream workload; it runs file"),
     "bad type": ("[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64\nnodelay='yes'\n",
