@@ -222,14 +222,14 @@ def test_show_prints_verdicts_and_the_full_table_with_all(paired: Path,
                                                          capsys: pytest.CaptureFixture[str]
                                                          ) -> None:
     assert cli.main(["show", str(paired)]) == 0
-    err = capsys.readouterr().err
-    assert "95 % interval" in err and "A/A: 6 twins" in err and "calls/msg" not in err
-    assert err.index("95 % interval") < err.index("A/A: 6 twins")
-    assert f"flushbench show --all {paired}" in err
+    out = capsys.readouterr().out  # data on stdout: show RUN > f keeps it
+    assert "95 % interval" in out and "A/A: 6 twins" in out and "calls/msg" not in out
+    assert out.index("95 % interval") < out.index("A/A: 6 twins")
+    assert f"flushbench show --all {paired}" in out
     assert cli.main(["show", "--all", "--filter", "wwr-*", str(paired)]) == 0
-    err = capsys.readouterr().err
-    assert "calls/msg" in err and "95 % interval" in err
-    assert "stream-sendall" not in err and "wwr-sendall-s64-p2-nd0-sbauto-loopback" in err
+    out = capsys.readouterr().out
+    assert "calls/msg" in out and "95 % interval" in out
+    assert "stream-sendall" not in out and "wwr-sendall-s64-p2-nd0-sbauto-loopback" in out
     assert cli.build_parser().parse_args(["show", "x", "--all"]).all is True
 
 
@@ -237,8 +237,8 @@ def test_show_of_a_schema_1_run_prints_the_summary(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     run = write_run(tmp_path, "old", "r", [Case("rr", "sendall", 64)])
     assert cli.main(["show", str(run)]) == 0
-    err = capsys.readouterr().err
-    assert "calls/msg" in err and "95 % interval" not in err and "A/A" not in err
+    out = capsys.readouterr().out
+    assert "calls/msg" in out and "95 % interval" not in out and "A/A" not in out
 
 
 def test_myths_and_recommendations_use_paired_verdicts(paired: Path) -> None:
