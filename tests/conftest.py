@@ -98,6 +98,11 @@ def links() -> set[str]:
 def pytest_configure(config: pytest.Config) -> None:
     """Point the session's (and its children's) temporary files at a private folder."""
     if os.environ.get("FLUSHBENCH_TEST_TMP"):  # a nested pytest: keep the outer folder
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:  # an xdist worker: a folder of its own in it, so that the leak check
+            mine = os.path.join(os.environ["FLUSHBENCH_TEST_TMP"], worker)  # sees only its own
+            os.makedirs(mine, exist_ok=True)
+            os.environ["TMPDIR"] = tempfile.tempdir = mine
         return
     private = tempfile.mkdtemp(prefix="flushbench-tests-")
     os.environ["FLUSHBENCH_TEST_TMP"] = os.environ["TMPDIR"] = private
