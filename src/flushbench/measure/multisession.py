@@ -26,7 +26,7 @@ from . import fdlimit, protocol, sockopts, strategies
 from .drivers import ConnResult, Driver, Work, misfit, open_driver, unavailable
 from .loops import make_parts
 from .protocol import format_addr
-from .session import ValueStats, say_hello, warm_up
+from .session import ValueStats, effective_options, say_hello, warm_up
 
 
 class MultiSession:
@@ -151,14 +151,7 @@ class MultiSession:
         """The options as the kernel holds them on the first connection (all were set alike)."""
         if not self.socks:
             return {}
-        sock = self.socks[0]
-        eff = sockopts.read_back(sock)
-        eff["rcvbuf_eff"] = self.rcvbuf_eff
-        info = sockopts.tcp_info(sock)
-        eff["rtt_us"] = info.get("rtt")
-        eff["snd_mss"] = info.get("snd_mss")
-        eff["opt_mismatch"] = sockopts.mismatches(self.opts, eff)
-        return eff
+        return effective_options(self.socks[0], self.opts, self.rcvbuf_eff)
 
     def close(self) -> None:
         """BYE on every connection (the driver's own way), then close them all."""

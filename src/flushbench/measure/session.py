@@ -242,13 +242,7 @@ class Session:
     # -- end --------------------------------------------------------------------------------
 
     def effective(self) -> dict[str, Any]:
-        eff = sockopts.read_back(self.sock)
-        eff["rcvbuf_eff"] = self.rcvbuf_eff
-        info = sockopts.tcp_info(self.sock)
-        eff["rtt_us"] = info.get("rtt")
-        eff["snd_mss"] = info.get("snd_mss")
-        eff["opt_mismatch"] = sockopts.mismatches(self.opts, eff,
-                                                  self.sock.family == socket.AF_UNIX)
+        eff = effective_options(self.sock, self.opts, self.rcvbuf_eff)
         eff.update(self.tls)
         return eff
 
@@ -284,6 +278,19 @@ def warm_up(session: Warmable, max_ops: int) -> float:
         by_time = int(left / session.est_op_s) if session.est_op_s > 0 else n * 2
         n = max(1, min(n * 2, WARMUP_OPS - done, max_ops, by_time))
     return time.perf_counter() - start
+
+
+def effective_options(sock: socket.socket, opts: sockopts.Options, rcvbuf_eff: Any
+                      ) -> dict[str, Any]:
+    """The options as the kernel holds them on ``sock``, its RTT and MSS, the peer's SO_RCVBUF,
+    and in words what was not taken as asked."""
+    eff = sockopts.read_back(sock)
+    eff["rcvbuf_eff"] = rcvbuf_eff
+    info = sockopts.tcp_info(sock)
+    eff["rtt_us"] = info.get("rtt")
+    eff["snd_mss"] = info.get("snd_mss")
+    eff["opt_mismatch"] = sockopts.mismatches(opts, eff, sock.family == socket.AF_UNIX)
+    return eff
 
 
 def say_hello(sock: socket.socket, case: Case, ticket: str | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ driver verdicts, and says how busy the peer was at the largest connection count.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,36 +124,36 @@ def _plot(ax: Axes, part: pd.DataFrame, scale: float = 1.0) -> None:
                 ls=STYLES[configs.index(first["_config"]) % len(STYLES)], label=str(series))
 
 
-def throughput_chart(frame: pd.DataFrame) -> Figure | None:
-    """Aggregate stream throughput against connections, a line per driver."""
-    part = _lines(frame, "stream", "throughput_bps")
+def _line_chart(frame: pd.DataFrame, workload: str, column: str, scale: float,
+                ylabel: str, title: str, fmt: Callable[[float], str] | None = None
+                ) -> Figure | None:
+    """``column`` of ``workload``'s driver cases against connections, a line per driver,
+    log axes."""
+    part = _lines(frame, workload, column)
     if part.empty:
         return None
     fig, axes = charts.new_figure(1, width=6.4, height=3.8)
     ax = axes[0][0]
-    _plot(ax, part, 1e9)
+    _plot(ax, part, scale)
     _conns_axis(ax, part["_conns"].tolist())
-    charts.log_axis(ax, "y")
-    ax.set_ylabel("aggregate throughput (Gbit/s)")
+    charts.log_axis(ax, "y", fmt)
+    ax.set_ylabel(ylabel)
     ax.legend(loc="best")
-    fig.suptitle("stream: aggregate throughput vs connections, by driver")
+    fig.suptitle(title)
     return fig
+
+
+def throughput_chart(frame: pd.DataFrame) -> Figure | None:
+    """Aggregate stream throughput against connections, a line per driver."""
+    return _line_chart(frame, "stream", "throughput_bps", 1e9, "aggregate throughput (Gbit/s)",
+                       "stream: aggregate throughput vs connections, by driver")
 
 
 def latency_chart(frame: pd.DataFrame) -> Figure | None:
     """rr p99 latency (pooled over all connections' round trips) against connections."""
-    part = _lines(frame, "rr", "lat_p99_us")
-    if part.empty:
-        return None
-    fig, axes = charts.new_figure(1, width=6.4, height=3.8)
-    ax = axes[0][0]
-    _plot(ax, part)
-    _conns_axis(ax, part["_conns"].tolist())
-    charts.log_axis(ax, "y", fmt_us)
-    ax.set_ylabel("p99 latency per request (log)")
-    ax.legend(loc="best")
-    fig.suptitle("rr: p99 latency over all connections vs connections, by driver")
-    return fig
+    return _line_chart(frame, "rr", "lat_p99_us", 1.0, "p99 latency per request (log)",
+                       "rr: p99 latency over all connections vs connections, by driver",
+                       fmt_us)
 
 
 def fairness_chart(frame: pd.DataFrame) -> Figure | None:
