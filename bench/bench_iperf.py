@@ -11,7 +11,13 @@ user-space copy, as iperf3 writes) on a new connection. Both sides are pinned as
 ``flushbench run`` pins them: the sender on the last CPU, the receiver (the iperf3 server,
 the flushbench peer) on the first. So each flushbench figure has an iperf3 figure measured
 seconds away, and the ratio per round is paired; printed: the median ratio per value time
-with its range over rounds.
+with its range over rounds, and the geometric mean with its 95 % t-interval.
+
+A third job, ``python``, splits the gap: a plain Python loop (``sendmsg`` of the same two
+parts for SECONDS on a plain socket, to a plain ``recv_into`` loop of 1 MiB in a process
+pinned as the peer is) with none of flushbench's protocol, stamps or values. iperf3 against
+``python`` is what Python's per-call cost takes; ``python`` against flushbench is the
+harness's.
 
 A flushbench value ends when the peer has confirmed every byte, so each value pays one drain
 of the bytes in flight (the socket buffers, megabytes when autotuned) and starts with an
@@ -24,16 +30,21 @@ the user share is what Python costs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
+import socket
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import scipy.stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -41,6 +52,7 @@ from _common import load_line  # noqa: E402
 
 from flushbench.case import Case, parse_size, size_label  # noqa: E402
 from flushbench.errors import SetupError  # noqa: E402
+from flushbench.measure.loops import make_parts  # noqa: E402
 from flushbench.measure.session import Session  # noqa: E402
 from flushbench.procs import PeerProcess  # noqa: E402
 from flushbench.run.reftools import Place, iperf3  # noqa: E402
@@ -64,6 +76,18 @@ def cpu_split(before: dict[int, list[int]], after: dict[int, list[int]], cpu: in
     total = sum(d) or 1
     return {"user": (d[0] + d[1]) / total, "system": d[2] / total, "softirq": d[6] / total,
             "busy": 1 - (d[3] + d[4]) / total}
+
+
+def geomean_interval(ratios: list[float]) -> tuple[float, float, float]:
+    """The geometric mean of paired ratios and its 95 % t-interval (the rounds as the
+    observations; one round: no interval)."""
+    logs = [math.log(x) for x in ratios]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), math.nan, math.nan
+    half = float(scipy.stats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) \
+        / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int) -> float:
@@ -92,6 +116,41 @@ def flushbench_bps(case: Case, peer: PeerProcess, seconds: float, value_time: fl
         session.close()
 
 
+def _plain_receiver(listener: socket.socket, cpu: int) -> None:
+    """The plain job's receiver: count bytes with 1 MiB recv_into until EOF, answer the
+    count (8 bytes), next connection; ends when the listener is closed by the parent's exit."""
+    os.sched_setaffinity(0, {cpu})
+    view = memoryview(bytearray(1 << 20))
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            got = 0
+            while k := conn.recv_into(view):
+                got += k
+            conn.sendall(got.to_bytes(8, "big"))
+
+
+def plain_bps(addr: tuple[str, int], parts: list[bytes], seconds: float) -> float:
+    """A plain Python sendmsg loop for about ``seconds``: bits/s until the receiver has
+    counted every byte (bounded: checks the clock every 64 messages)."""
+    total = sum(map(len, parts))
+    with socket.create_connection(addr, timeout=30) as sock:
+        sent, start = 0, time.perf_counter()
+        end = start + seconds
+        while time.perf_counter() < end:
+            for _ in range(64):
+                k = sock.sendmsg(parts)
+                while k < total:  # a partial send: the rest as one piece (rare, blocking)
+                    k += sock.send(b"".join(parts)[k:])
+                sent += total
+        sock.shutdown(socket.SHUT_WR)
+        confirmed = int.from_bytes(sock.recv(8), "big")
+        elapsed = time.perf_counter() - start
+    if confirmed != sent:
+        raise SystemExit(f"the plain receiver counted {confirmed} bytes, {sent} were sent")
+    return 8 * sent / elapsed
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=parse_size, default=131072)
@@ -117,13 +176,20 @@ def main() -> int:
     case = Case("stream", "sendmsg", args.size, ops=1 << 20)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
+    parts = make_parts(case)
+    listener = socket.create_server(("127.0.0.1", 0))
+    receiver = multiprocessing.get_context("fork").Process(
+        target=_plain_receiver, args=(listener, server_cpu), daemon=True)
+    receiver.start()
     before = load_line()
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    with PeerProcess("127.0.0.1", cpu=server_cpu) as peer:
+    with PeerProcess("127.0.0.1", cpu=server_cpu) as peer, contextlib.ExitStack() as stack:
+        stack.callback(receiver.join, 5)
+        stack.callback(receiver.kill)
         os.sched_setaffinity(0, {client_cpu})
         for r in range(args.rounds):
-            jobs = ["iperf3", *(f"flushbench@{v:g}" for v in value_times)]
+            jobs = ["iperf3", "python", *(f"flushbench@{v:g}" for v in value_times)]
             rng.shuffle(jobs)
             got: dict[str, float] = {}
             split: dict[str, dict[str, float]] = {}
@@ -131,6 +197,8 @@ def main() -> int:
                 t0 = cpu_times()
                 if job == "iperf3":
                     got[job] = iperf3_bps(args.size, args.seconds, client_cpu, server_cpu)
+                elif job == "python":
+                    got[job] = plain_bps(listener.getsockname(), parts, args.seconds)
                 else:
                     got[job] = flushbench_bps(case, peer, args.seconds,
                                               float(job.split("@")[1]))
@@ -143,16 +211,22 @@ def main() -> int:
             print(f"round {r}: Gbit/s  {line}", flush=True)
     summary = {}
     print(f"\n{case.id} against iperf3 -l {size_label(args.size)}, {args.rounds} rounds:")
-    for v in value_times:
-        key = f"flushbench@{v:g}"
-        ratios = [float(row[key]) / float(row["iperf3"]) for row in rows]
+    pairs = [(f"flushbench@{v:g}", "iperf3", f"values of {v * 1000:g} ms")
+             for v in value_times]
+    pairs += [("python", "iperf3", "plain Python loop"),
+              *((f"flushbench@{v:g}", "python", f"values of {v * 1000:g} ms against it")
+                for v in value_times)]
+    for key, ref, label in pairs:
+        ratios = [float(row[key]) / float(row[ref]) for row in rows]
         med = statistics.median(ratios)
-        summary[key] = {"median": med, "min": min(ratios), "max": max(ratios),
-                        "geomean": math.exp(statistics.fmean(math.log(x) for x in ratios))}
-        print(f"  values of {v * 1000:g} ms: {med:.3f}x iperf3 (median; "
-              f"range {min(ratios):.3f}-{max(ratios):.3f})")
+        geo, lo, hi = geomean_interval(ratios)
+        summary[key if ref == "iperf3" else f"{key}/{ref}"] = {
+            "median": med, "min": min(ratios), "max": max(ratios), "geomean": geo,
+            "geomean_ci95": [lo, hi]}
+        print(f"  {label}: {med:.3f}x {ref} (median; range {min(ratios):.3f}-{max(ratios):.3f}; "
+              f"geometric mean {geo:.3f}, 95 % {lo:.3f}-{hi:.3f})")
     print("  where each side's CPU went (median over rounds; share of that CPU):")
-    for job in ["iperf3", *(f"flushbench@{v:g}" for v in value_times)]:
+    for job in ["iperf3", "python", *(f"flushbench@{v:g}" for v in value_times)]:
         shares = [row["cpu"][job] for row in rows]
         line = ", ".join(f"{k} {statistics.median(s[k] for s in shares):.2f}"
                          for k in shares[0])
