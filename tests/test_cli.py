@@ -33,7 +33,8 @@ def test_short_flags_mean_the_long_ones() -> None:
     assert (args.suite, args.out, args.quiet, args.filter) == \
         ("smoke", Path("x"), True, ["rr-*", "nd1"])
     assert parser.parse_args(["report", "r", "-o", "d"]).out == Path("d")
-    assert parser.parse_args(["compare", "a", "b", "-o", "d"]).out == Path("d")
+    assert parser.parse_args(["compare", "a", "b", "-o", "f"]).output == Path("f")  # data
+    assert parser.parse_args(["compare", "a", "b", "--out", "d"]).out == Path("d")  # docs
     assert parser.parse_args(["show", "r", "-f", "rr"]).filter == ["rr"]
     with pytest.raises(SystemExit) as info:
         parser.parse_args(["-V"])

@@ -112,6 +112,48 @@ class OneLineParser(argparse.ArgumentParser):
 
 # -- the parsers ------------------------------------------------------------------------------
 
+SELECTORS = ("workload", "strategy", "size", "nodelay", "sndbuf")
+
+
+def _add_selectors(parser: argparse.ArgumentParser, what: str) -> None:
+    """-f/--filter and the named selectors; all of them must hold (AND)."""
+    group = parser.add_argument_group(
+        "selecting cases", f"{what} that match every selector given (AND); commas inside "
+        "one are alternatives (--strategy sendall,makefile)")
+    group.add_argument("-f", "--filter", action="append", default=[], metavar="PAT",
+                       help="a case id glob or substring (nd1, '*-s64-*'), or key=value "
+                            "(workload=rr, size=16K, nodelay=on, sndbuf=auto, tls=on, "
+                            "transport=unix, driver=trio, conns=16); repeatable")
+    group.add_argument("--workload", metavar="W", help="stream, file, rr, wwr or pipeline")
+    group.add_argument("--strategy", metavar="S", help="a send strategy (flushbench list)")
+    group.add_argument("--size", metavar="N", help="message size: 64, 16K, 1M")
+    group.add_argument("--nodelay", metavar="on|off", help="TCP_NODELAY on or off")
+    group.add_argument("--sndbuf", metavar="N", help="SO_SNDBUF: auto or a size like 64K")
+
+
+def _add_format(parser: argparse.ArgumentParser, records: str, short_o: bool = True) -> None:
+    """--format and -o/--output FILE: data to standard output (or FILE), never to stderr."""
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help=f"table (default, for people), or csv, json (a list of records) "
+                             f"or md: {records}")
+    flags = ("-o", "--output") if short_o else ("--output",)
+    parser.add_argument(*flags, type=Path, metavar="FILE",
+                        help="write there instead of standard output")
+
+
+def _fold_selectors(args: argparse.Namespace) -> None:
+    """The named selectors as key=value filters beside --filter; a pattern that can never
+    match (an unknown key, a bad value) is a usage error now."""
+    from .suites import selection
+
+    if not hasattr(args, "filter"):
+        return
+    for key in SELECTORS:
+        value = getattr(args, key, None)
+        if value is not None:
+            args.filter.append(f"{key}={value}")
+    selection.check(args.filter)
+
 def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run = sub.add_parser("run", help="run a suite and write a run directory",
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,9 +161,10 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                      help="suite name or .toml file (default: quick)")
     run.add_argument("-o", "--out", type=Path,
                      help="run directory (default: results/<machine>/<run-id>)")
-    run.add_argument("-f", "--filter", action="append", default=[], metavar="PAT",
-                     help="keep cases whose id matches (glob or substring; repeatable)")
+    _add_selectors(run, "run only the cases")
     run.add_argument("--dry-run", action="store_true", help="list the cases and estimated time")
+    _add_format(run, "with --dry-run, one record per case (case, estimate_s, skipped)",
+                short_o=False)
     run.add_argument("--fast", action="store_true", help="one worker per case, fewer values")
     run.add_argument("--resume", type=Path, metavar="RUN", help="finish an interrupted run")
     run.add_argument("--loops-file", type=Path, metavar="FILE",
@@ -226,24 +269,25 @@ def _add_stored(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     compare.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                          help="run directories or folders holding runs; the first is the "
                               "reference")
-    compare.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
+    compare.add_argument("--out", type=Path, default=None, metavar="DIR",
                          help="also write compare.csv, compare.md, index.html and charts here")
-    sub.add_parser("list", help="list strategies, workloads and suites")
+    _add_format(compare, "the comparisons as records: each names its comparison "
+                "(ratio_of_ratios: each case against its baseline in both runs; absolute: "
+                "the same case in both runs), case, runs, ratio and interval")
+    listing = sub.add_parser("list", help="list strategies, workloads, suites and the case id "
+                             "grammar")
+    _add_format(listing, "one record per strategy, workload and suite (kind, name, summary, "
+                "cases, unavailable)")
     show = sub.add_parser("show", help="print a stored run's verdicts (or its table) in the "
                           "terminal")
     show.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                       help="run directories, or folders holding runs")
-    show.add_argument("-f", "--filter", action="append", default=[], metavar="PAT",
-                      help="only cases whose id matches (a glob or a substring); repeatable")
+    _add_selectors(show, "show only the cases")
     show.add_argument("--all", action="store_true",
                       help="also print the full table: every case with throughput, latency, "
                       "segments, calls and SO_SNDBUF (runs without verdicts always get it)")
-    show.add_argument("--format", choices=FORMATS, default="table",
-                      help="table (default, for people), or the verdicts (with --all: every "
-                      "column of the table) as csv, json (a list of records) or md; each row "
-                      "names its run and machine")
-    show.add_argument("-o", "--output", type=Path, metavar="FILE",
-                      help="write there instead of standard output")
+    _add_format(show, "the verdicts (with --all: every column of the table) as records; "
+                "each names its run and machine")
 
 
 def _add_netlab(sub: argparse._SubParsersAction[OneLineParser]) -> None:
@@ -319,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        _fold_selectors(args)
         return commands.COMMANDS[args.command](args)
     except FlushbenchError as exc:
         print(f"flushbench: error: {exc}", file=sys.stderr)

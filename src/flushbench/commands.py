@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,8 +47,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                       inherit_environ=args.inherit_environ,
                       transport=args.transport or "loopback")
     if args.dry_run:
+        from .listing import dry_run
+
         _link_hint(opts)
-        return _dry_run(opts)
+        return dry_run(opts, args.format, args.output)
+    if args.format != "table" or args.output:
+        raise UsageError("--format and --output go with --dry-run (a run writes its own "
+                         "files; 'flushbench show RUN --format json' reads them)")
     _link_hint(opts)
     outcomes = run(opts, lambda suite, plan: RunProgress(suite, plan, args.quiet, console))
     code = 0
@@ -68,38 +72,6 @@ def _link_hint(opts: RunOptions) -> None:
     if suite.link:
         _warnings([f"suite {suite.name} is meant for an emulated link: on loopback it shows "
                    f"little of what it is about; run it with --link {suite.link} (root)"])
-
-
-def _dry_run(opts: RunOptions) -> int:
-    from .analysis.cells import cells
-    from .results import read_meta
-    from .run.estimate import VISIT_START_S, estimate_case_s
-    from .run.options import prepare_suite
-    from .run.targets import targets
-
-    meta = read_meta(opts.resume) if opts.resume else None
-    where = targets(opts.peers, opts.link, True, meta, opts.transport)  # bad combinations: now
-    # the ids as the run will write them: -emulated under --link, -remote with --peer
-    suite = prepare_suite(dataclasses.replace(opts, transport=where[0].transport), meta)
-    rtt = 0.0
-    if opts.link:
-        from .netlab.linkspec import LinkSpec
-
-        rtt = LinkSpec.parse(opts.link).rtt_s
-    groups = cells(suite.cases)
-    total = VISIT_START_S * len(groups) * suite.rounds
-    for cell in groups:
-        for case in cell.cases:
-            est = estimate_case_s(case, suite, rtt)
-            total += est
-            print(f"{case.id}\t~{est:.1f} s")
-    for case_id, why in suite.skipped:
-        print(f"{case_id}\tskipped: {why}")
-    twins = sum(c.twin for cell in groups for c in cell.cases)
-    print(f"{len(suite.cases)} cases and {twins} A/A twins in {len(groups)} cells, "
-          f"{suite.rounds} rounds x {suite.values} values per trial: estimated "
-          f"{total / 60:.1f} min")
-    return 0
 
 
 def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
@@ -126,7 +98,11 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
         from .report.document import build_report
 
         index = build_report([Path(run_dir)], Path(run_dir) / "report")
-        console.print(f"report: {index}", highlight=False, markup=False)
+        console.print(f"report: {Path(index).resolve().as_uri()}", highlight=False,
+                      markup=False, soft_wrap=True)
+    elif not args.quiet:
+        console.print("next: a report with charts (RUN/report/index.html):", highlight=False)
+        console.out(f"flushbench report {run_dir}", highlight=False)  # one line, unwrapped
     print(run_dir)
     if outcome.failed:
         console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "
@@ -142,7 +118,6 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
     from .report.terminal import (
         noise_line,
         quality_lines,
-        summary_table,
         text,
         verdict_table,
     )
@@ -155,9 +130,11 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
     frame = run.table
     if filters:
         frame = frame[frame["case"].map(lambda cid: id_matches(cid, filters))]
-    table = verdict_table(run, list(frame["case"]))
+    table = verdict_table(run, list(frame["case"]), console.width)
     if show_all or table is None:
-        console.print(summary_table(frame, title=title))
+        from .report.summary import summary_tables
+
+        console.print(summary_tables(frame, title=title, width=console.width))
     if table is not None:
         console.print(table)
         console.print(noise_line(run), highlight=False)
@@ -182,30 +159,9 @@ def _warnings(lines: list[str]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .case import WORKLOADS
-    from .measure import strategies
-    from .suites import available_suites, load_suite
+    from .listing import list_all
 
-    strategies.load_entry_points()
-    print("strategies:")
-    for name, cls in strategies.REGISTRY.items():
-        why = cls.unavailable()
-        print(f"  {name:<10} {cls.summary}" + (f"  [unavailable: {why}]" if why else ""))
-        tls = f"unavailable over TLS: {cls.tls_unavailable}" if cls.tls_unavailable \
-            else cls.tls_note  # sendmsg, msg_more: SSLSocket refuses them; sendfile falls back
-        if tls:
-            print(f"  {'':<10} {tls}")
-    print("workloads:")
-    for name in WORKLOADS:
-        print(f"  {name}")
-    print("suites:")
-    for name, path in available_suites().items():
-        try:
-            suite = load_suite(str(path))
-            print(f"  {name:<10} {len(suite.cases):>4} cases  {suite.description}")
-        except FlushbenchError as exc:
-            print(f"  {name:<10} broken: {exc}")
-    return 0
+    return list_all(args.format, args.output)
 
 
 def _one_line_errors(body: Callable[[argparse.Namespace], int],
@@ -330,8 +286,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from .analysis.compare import compare_frame
     from .analysis.runs import open_runs
     from .report.compare import write_outputs
@@ -342,15 +296,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"compare needs at least two runs; found {len(stored)} in "
                          f"{', '.join(map(str, args.runs))}")
     frame = compare_frame(stored)
-    console = Console()
-    if not console.is_terminal:  # a pipe or a log: do not fold case ids into 80 columns
-        console = Console(width=160)
-    for renderable in compare_tables(stored, frame):
-        console.print(renderable)
+    if args.format != "table":
+        from .listing import compare_records
+        from .report.export import write_records
+
+        write_records(compare_records(stored, frame), args.format, args.output)
+        if args.out is not None:
+            write_outputs(stored, frame, Path(args.out))
+        return 0
+    with _data_console(args.output) as console:
+        for renderable in compare_tables(stored, frame):
+            console.print(renderable)
     if args.out is not None:
-        index = write_outputs(stored, frame, Path(args.out))
-        console.print(f"wrote {index}", highlight=False, markup=False)
+        _note(f"wrote {write_outputs(stored, frame, Path(args.out))}")
     return 0
+
+
+def _note(line: str) -> None:
+    """A line for people, not data: standard error."""
+    from .report.terminal import console
+
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def cmd_netlab(args: argparse.Namespace) -> int:

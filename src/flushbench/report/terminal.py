@@ -10,23 +10,23 @@ bidi override from a run directory reaches the terminal.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from rich import box
-from rich.console import Console, JustifyMethod
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import coverage
 from ..analysis.noise import noise_floor
-from ..analysis.quality import NOISY_RSD, findings
+from ..analysis.quality import findings
 from ..analysis.runs import StoredRun
 from ..case import THROUGHPUT_WORKLOADS
 from . import verdicts
 from .compare import display, geo_display, meta_display
-from .format import finding_sentence, fmt_headline, fmt_us, numeric
+from .format import finding_sentence, fmt_headline, fmt_us
 from .markup import printable
 
 console = Console(stderr=True)
@@ -45,51 +45,32 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-def progress_line(index: int, total: int, case_id: str, row: Mapping[str, Any]) -> str:
-    """One finished case while a run goes on (when output is not a terminal)."""
+def progress_line(round_no: int, rounds: int, row: Mapping[Hashable, Any]) -> str:
+    """One finished trial while a run goes on: round, cell, case, headline figure."""
+    from .verdicts import case_label, setting
+
     if row.get("error"):
         status = "FAILED: " + str(row["error"])
     elif row.get("workload") in THROUGHPUT_WORKLOADS:
         status = fmt_headline(str(row["workload"]), row.get("throughput_bps"))
     else:
-        status = f"p50 {fmt_us(row.get('lat_p50_us'))}, p99 {fmt_us(row.get('lat_p99_us'))}"
-    return printable(f"[{index}/{total}] {case_id}: {status}")
-
-
-def summary_table(frame: pd.DataFrame, title: str = "") -> Table:
-    """One run's cases: the headline figures, what reached the wire, and notes."""
-    table = Table(title=text(title), show_lines=False, header_style="bold")
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("case", "left"), ("Gbit/s", "right"), ("msg/s", "right"), ("p50 us", "right"),
-        ("p99 us", "right"), ("segs/msg", "right"), ("calls/msg", "right"),
-        ("sndbuf eff", "right"), ("note", "left"))
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=name == "case")
-    for row in frame.to_dict("records"):
-        note = str(row.get("error") or row.get("opt_mismatch") or "")
-        rsd = numeric(row.get("rate_rsd"))
-        if not row.get("error") and pd.notna(rsd) and rsd > NOISY_RSD:
-            note = (note + "; " if note else "") + f"noisy ±{rsd:.0%}"
-        bps = numeric(row.get("throughput_bps"))
-        table.add_row(text(row["case"]), _fmt(bps / 1e9, ".3f"),
-                      _fmt(row.get("msgs_per_s"), ",.0f"), _fmt(row.get("lat_p50_us"), ".1f"),
-                      _fmt(row.get("lat_p99_us"), ".1f"), _fmt(row.get("segs_per_msg"), ".2f"),
-                      _fmt(row.get("send_calls_per_msg"), ".2f"),
-                      _fmt(row.get("sndbuf_eff"), ".0f"), text(note),
-                      style="red" if row.get("error") else None)
-    return table
+        status = f"p50 {fmt_us(row.get('lat_p50_us'))}  p99 {fmt_us(row.get('lat_p99_us'))}"
+    return printable(f"{round_no}/{rounds} {row.get('workload')} {setting(row)}: "
+                     f"{case_label(row)}  {status}")
 
 
 VERDICT_STYLES = {"better": "green", "worse": "bold red"}
 
 
-def verdict_table(run: StoredRun, cases: Sequence[str] | None = None) -> Table | None:
+def verdict_table(run: StoredRun, cases: Sequence[str] | None = None, width: int = 80
+                  ) -> Table | None:
     """The run's paired verdicts, a section per cell; None for a run without verdicts.
 
     Narrow on purpose (under 100 columns for the quick suite): a case is its strategy and the
     options not at their default, its baseline what differs along the compared axis
     ("sendall", "nodelay off"), its cell (workload and size) heads its section. ``cases``
-    keeps the comparisons whose case is among them.
+    keeps the comparisons whose case is among them; ``width``: the terminal's columns (only
+    the case column folds, at a space).
     """
     frame = verdicts.view(run)
     if cases is not None:
@@ -100,12 +81,26 @@ def verdict_table(run: StoredRun, cases: Sequence[str] | None = None) -> Table |
     shown = "–".join(str(r) for r in (rounds[:1] + rounds[-1:] if len(rounds) > 1 else rounds))
     table = Table(title=text(f"{run.label}: each case / its baseline, paired over "
                              f"{shown or 'no'} rounds"), box=box.SIMPLE_HEAD, pad_edge=False,
-                  show_edge=False, header_style="bold", title_justify="left")
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("case", "left"), ("vs", "left"), ("metric", "left"), ("ratio", "right"),
-        ("95 % interval", "right"), ("verdict", "left"))
-    for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="fold")
+                  show_edge=False, header_style="bold", title_justify="left",
+                  padding=(0, 1, 0, 0))
+    from .summary import fit_width, indented
+
+    ratios = [verdicts.fmt_factor(x) for x in frame["ratio"]]
+    intervals = [verdicts.fmt_interval(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])]
+    heads = [f"{w} {s}" for w, s in zip(frame["workload"], frame["setting"])]
+    widths = [max(len(x) for x in [*(" " + str(v) for v in frame["label"]), *heads]),
+              max(2, *(len(str(v)) for v in frame["vs_short"])),
+              max(6, *(len(str(v)) for v in frame["metric_label"])),
+              max(5, *map(len, ratios)), max(7, *map(len, intervals)),
+              max(7, *(len(str(v)) for v in frame["verdict"]))]
+    case_width = fit_width(widths, width)
+    table.add_column("case", overflow="fold", width=case_width)
+    table.add_column("vs", overflow="fold", min_width=widths[1])
+    table.add_column("metric", overflow="fold", min_width=widths[2])
+    # numbers and verdicts never fold: as wide as their widest cell
+    table.add_column("ratio", justify="right", no_wrap=True, min_width=widths[3])
+    table.add_column("95 % CI", justify="right", no_wrap=True, min_width=widths[4])
+    table.add_column("verdict", no_wrap=True, min_width=widths[5])
     last_cell, last_pair = None, None
     for r in frame.to_dict("records"):
         cell = r["cell"]
@@ -118,7 +113,7 @@ def verdict_table(run: StoredRun, cases: Sequence[str] | None = None) -> Table |
         first = pair != last_pair
         last_pair = pair
         verdict = str(r["verdict"])
-        table.add_row(text(f" {r['label']}" if first else ""),
+        table.add_row(indented(printable(r["label"]), case_width) if first else Text(""),
                       text(r["vs_short"] if first else ""), text(r["metric_label"]),
                       verdicts.fmt_factor(r["ratio"]),
                       verdicts.fmt_interval(r["ci_low"], r["ci_high"]),

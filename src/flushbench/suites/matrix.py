@@ -1,35 +1,24 @@
-"""``[[matrix]]`` tables to cases, and the filters that pick cases by id."""
+"""``[[matrix]]`` tables to cases, and the filters that pick cases (:mod:`.selection`)."""
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..case import CASE_KEYS, Case
 from ..errors import UsageError
+from . import selection
 
 
 def id_matches(case_id: str, patterns: Sequence[str]) -> bool:
-    """True if ``case_id`` matches any pattern: a glob (``*``, ``?``, ``[``) or a substring.
-
-    A pattern may hold several alternatives separated by commas.
-    """
-    for pat in patterns:
-        for p in pat.split(","):
-            if not p:
-                continue
-            if any(c in p for c in "*?["):
-                if fnmatch.fnmatchcase(case_id, p):
-                    return True
-            elif p in case_id:
-                return True
-    return False
+    """True if ``case_id`` matches every pattern: ``key=value`` fields, globs or substrings,
+    commas separating alternatives (:mod:`.selection`)."""
+    return selection.matches(case_id, patterns)
 
 
 def filter_cases(cases: Iterable[Case], patterns: Sequence[str] | None) -> list[Case]:
-    """Keep the cases whose id matches any of ``patterns`` (all of them when there are none)."""
+    """Keep the cases whose id matches all of ``patterns`` (every case when there are none)."""
     if not patterns:
         return list(cases)
     return [c for c in cases if id_matches(c.id, patterns)]
