@@ -4,6 +4,7 @@ option, "did you mean" for names, where a report goes by default, a finished res
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,25 @@ def test_a_link_suite_on_loopback_says_so_and_dry_run_shows_the_runs_ids(
     assert "meant for an emulated link" not in shown.err + shown.out
     ids = [line.split("\t")[0] for line in shown.out.splitlines() if "\t" in line]
     assert ids and all(i.endswith(("-emulated", "-emulated-twin")) for i in ids)
+
+
+@pytest.mark.parametrize(("line", "offered"), [
+    ("flushbench sh", {"show"}),
+    ("flushbench run --suite sm", {"smoke"}),
+    ("flushbench run --strategy sendm", {"sendmsg"}),
+    ("flushbench show --nodelay o", {"on", "off"}),
+])
+def test_shell_completion_offers_commands_suites_and_strategies(
+        tmp_path: Path, line: str, offered: set[str]) -> None:
+    """argcomplete's protocol, as bash drives it: the words come back through the file."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "words"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+    proc = subprocess.run([sys.executable, "-m", "flushbench"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    words = {w.strip() for w in out.read_text().replace("\x0b", "\n").split("\n") if w.strip()}
+    assert words == offered

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """Command line: every argparse parser of flushbench and the dispatch to its commands.
 
 User mistakes print one line, ``flushbench: error: …``, and exit 2; no traceback. The
@@ -8,6 +9,7 @@ so ``flushbench --help`` pays for neither pandas nor matplotlib.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -347,6 +349,36 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def _complete(parser: OneLineParser) -> None:
+    """Shell completion (argcomplete): commands and options, and the names of suites,
+    strategies and workloads where an option takes one."""
+    import argcomplete
+
+    from .case import WORKLOADS
+
+    def suites(**_: object) -> list[str]:
+        from .suites import available_suites
+
+        return list(available_suites())
+
+    def strategies(**_: object) -> list[str]:
+        from .measure import strategies as registry
+
+        registry.load_entry_points()
+        return list(registry.REGISTRY)
+
+    completers = {"--suite": suites, "--strategy": strategies,
+                  "--workload": lambda **_: list(WORKLOADS),
+                  "--nodelay": lambda **_: ["on", "off"]}
+    for sub in parser._subparsers._group_actions if parser._subparsers else []:
+        for command in getattr(sub, "choices", {}).values():
+            for action in command._actions:
+                for flag in action.option_strings:
+                    if flag in completers:
+                        action.completer = completers[flag]
+    argcomplete.autocomplete(parser)
+
+
 def _version() -> str:
     from . import __version__
 
@@ -358,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
+        _complete(parser)
     if not argv:  # bare flushbench: what it can do, not an error line
         parser.print_help()
         return 2
