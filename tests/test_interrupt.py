@@ -16,7 +16,7 @@ import pytest
 
 import flushbench
 from flushbench.analysis.cells import cells
-from flushbench.results import COLUMNS
+from flushbench.schema import NAMES
 from flushbench.suites import load_suite
 from test_run import ROOT, TESTS, flushbench_cli
 
@@ -83,7 +83,7 @@ def test_sigint_at_random_moments_then_resume(tmp_path: Path) -> None:
         table = flushbench.load(out)
         assert sorted(table["case"]) == expected
         assert list(table["case"]) == in_order
-        assert set(COLUMNS) <= set(table.columns) and (table["error"] == "").all()
+        assert set(NAMES) <= set(table.columns) and (table["error"] == "").all()
         trials = pd.read_csv(out / "trials.csv")  # every case measured once in every round
         assert trials.groupby("case")["round"].nunique().eq(smoke.rounds).all()
         assert not trials.duplicated(["case", "round"]).any()

@@ -205,8 +205,10 @@ def _data_console(path: Path | None) -> Iterator[Console]:
         out = Console()
         yield out if out.is_terminal else Console(width=200)
         return
+    from .files import open_output
+
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        with open_output(path) as fh:  # the umask's mode; under sudo, the sudo user's
             yield Console(file=fh, width=200, no_color=True, color_system=None)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

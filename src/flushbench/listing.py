@@ -119,12 +119,14 @@ def list_all(fmt: str, path: Path | None) -> int:
 
 def _write_text(body: str, path: Path | None) -> None:
     from .errors import UsageError
+    from .files import open_output
 
     if path is None:
         sys.stdout.write(body)
         return
     try:
-        Path(path).write_text(body, encoding="utf-8")
+        with open_output(path) as fh:
+            fh.write(body)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -1,14 +1,15 @@
-"""Run directories: schema, atomic writers and ``load()``.
+"""Run directories: the writer, the readers and ``load()``.
 
     results/<machine-id>/<run-id>/
         pyperf.json   pyperf BenchmarkSuite, seconds per message
-        table.csv     one row per case (COLUMNS below)
+        table.csv     one row per case (schema.COLUMNS; load() gives schema.PUBLIC)
         samples/      <case-id>.npz: lat_ns (per operation, ns), values_s_per_msg (one per
                       timed pyperf value), ops_per_value
         meta.json     both ends' metadata, suite, versions, schema version
 
 Every file is written to a temporary name, fsynced and renamed, so a crash at any moment
-leaves the last complete version of each file.
+leaves the last complete version of each file; files and folders get the umask's mode and,
+under sudo, the sudo user as owner (files.py).
 """
 
 from __future__ import annotations
@@ -17,16 +18,25 @@ import contextlib
 import io
 import json
 import os
-import tempfile
+import textwrap
+import warnings
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any, Literal, TypedDict, overload
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .errors import ResultsError, UsageError
+from .files import atomic_write as atomic_write
+from .files import make_dirs
+from .files import write_json as write_json
+from .schema import BOOL_COLUMNS, NUMBER_COLUMNS, STRING_COLUMNS, WHOLE_COLUMNS
+from .schema import CASE_COLUMNS as CASE_COLUMNS
+from .schema import COLUMNS as COLUMNS
+from .schema import METRIC_COLUMNS as METRIC_COLUMNS
+from .schema import ResultRow as ResultRow
 from .untrusted import (
     check_case_ids,
     check_meta,
@@ -39,153 +49,14 @@ from .untrusted import (
 
 SCHEMA_VERSION = 2  # 2: interleaved rounds (trials.csv, verdicts.csv, twin column)
 
-CASE_COLUMNS = ["case", "workload", "strategy", "nodelay", "sndbuf", "rcvbuf", "notsent_lowat",
-                "msg_size", "parts", "reply", "batch", "buffer", "transport", "twin", "tls",
-                "tls_version", "conns", "driver"]
-METRIC_COLUMNS = [
-    "throughput_bps",  # payload bits per second sent by the client
-    "msgs_per_s",
-    "rate_rsd",  # relative standard deviation of the per-value rates (noise)
-    "lat_mean_us", "lat_p50_us", "lat_p90_us", "lat_p99_us", "lat_p999_us", "lat_max_us",
-    "lat_samples",
-    "send_calls_per_msg",  # calls into the socket API per message
-    "segs_per_msg",  # data segments sent per message (TCP_INFO tcpi_data_segs_out)
-    "retrans",  # tcpi_total_retrans over the timed values
-    "rtt_us",  # tcpi_rtt at the end of the case
-    "cpu_s_per_gb_client", "cpu_s_per_gb_peer",  # CPU seconds per GB moved, both directions
-    "nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff",
-    "opt_mismatch",  # empty when every option reads back as requested
-    "msgs", "bytes", "values", "loops", "duration_s",
-    "host_speed",  # the host's CPU speed around the case: million loops/s (hostspeed.py)
-    "error",  # empty for a finished case; the reason for a failed one
-    # TLS cases only (empty otherwise): see measure/tls.py
-    "tls_records_per_msg",  # TLS records per message: tls_overhead_bytes_per_msg / tls_record_bytes
-    "tls_overhead_bytes_per_msg",  # wire bytes (tcpi_bytes_sent) over the payload, per message
-    "tls_record_bytes",  # what one record adds, from the version and cipher (22 for TLS 1.3)
-    "tls_cipher",  # the negotiated version and cipher
-    "tls_handshake_us",  # the handshake of the case's last trial (never inside a value)
-    # driver cases only (empty otherwise): see measure/multisession.py. Per value, each
-    # connection's rate (its bytes over its own time); then the mean over values of:
-    "jain_fairness",  # Jain's index of those rates (1: all equal; 1/conns: one got it all)
-    "conn_min_bps", "conn_max_bps",  # the slowest and the fastest connection's bits/s
-    "cpu_share_client", "cpu_share_peer",  # CPU seconds per second of values (1.0: one CPU)
-]
-COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
-STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error",
-                  "tls_version", "tls_cipher", "driver"}
-BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin", "tls"}
-NUMBER_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS | BOOL_COLUMNS]
-# whole numbers of bytes or counts: the case's parameters (msg_size in every row) and what
-# the kernel and the loops counted
-WHOLE_COLUMNS = ["msg_size", "sndbuf", "rcvbuf", "notsent_lowat", "parts", "reply", "batch",
-                 "buffer", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff", "lat_samples",
-                 "retrans", "rtt_us", "msgs", "bytes", "values", "loops", "conns"]
-
 TABLE = "table.csv"
 META = "meta.json"
 PYPERF = "pyperf.json"
 SAMPLES = "samples"
 
 
-class ResultRow(TypedDict, total=False):
-    """A table row as the manager makes it (run/merge.py, for :meth:`RunWriter.add_case`):
-    the keys are :data:`COLUMNS`, in order; a failed case has only its case columns,
-    ``error`` and ``host_speed``. Rows read back from a ``table.csv`` are plain dicts
-    (pandas cells: NaN and NA where a value is missing)."""
-
-    case: str
-    workload: str
-    strategy: str
-    nodelay: bool
-    sndbuf: int
-    rcvbuf: int
-    notsent_lowat: int
-    msg_size: int
-    parts: int
-    reply: int
-    batch: int
-    buffer: int
-    transport: str
-    twin: bool
-    tls: bool
-    tls_version: str  # "" without TLS
-    conns: int
-    driver: str  # "" for a single-connection case
-    throughput_bps: float
-    msgs_per_s: float
-    rate_rsd: float
-    lat_mean_us: float
-    lat_p50_us: float
-    lat_p90_us: float
-    lat_p99_us: float
-    lat_p999_us: float
-    lat_max_us: float
-    lat_samples: int
-    send_calls_per_msg: float | None  # None: not counted (driver cases)
-    segs_per_msg: float | None
-    retrans: int | None
-    rtt_us: int | None
-    cpu_s_per_gb_client: float
-    cpu_s_per_gb_peer: float
-    nodelay_eff: bool | None
-    sndbuf_eff: int | None
-    rcvbuf_eff: int | None
-    notsent_lowat_eff: int | None
-    opt_mismatch: str
-    msgs: int
-    bytes: int
-    values: int
-    loops: int
-    duration_s: float
-    host_speed: float | None
-    error: str
-    tls_records_per_msg: float | None
-    tls_overhead_bytes_per_msg: float | None
-    tls_record_bytes: int | None
-    tls_cipher: str
-    tls_handshake_us: float | None
-    jain_fairness: float | None
-    conn_min_bps: float | None
-    conn_max_bps: float | None
-    cpu_share_client: float | None
-    cpu_share_peer: float | None
-
-
-# -- atomic file writes -------------------------------------------------------------------
-
-@overload
-def atomic_write(path: Path, mode: Literal["w"] = "w") -> AbstractContextManager[IO[str]]: ...
-@overload
-def atomic_write(path: Path, mode: Literal["wb"]) -> AbstractContextManager[IO[bytes]]: ...
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dirfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
-
-
-def write_json(path: Path, data: Any) -> None:
-    with atomic_write(path) as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
+# The table's columns (COLUMNS, ResultRow …) are defined in schema.py beside their public
+# view; atomic_write and write_json in files.py (modes, sudo). Both are imported from here.
 
 
 def sample_path(run_dir: Path, case_id: str) -> Path:
@@ -213,7 +84,7 @@ class RunWriter:
             raise UsageError(f"{run_dir} already holds a run; choose another --out or "
                              f"--resume {run_dir}")
         try:
-            (run_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
+            make_dirs(run_dir / SAMPLES)
             probe = run_dir / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
@@ -232,7 +103,7 @@ class RunWriter:
         """Open an existing run (for --resume), keeping its finished rows."""
         meta = read_meta(run_dir)
         table = read_table(run_dir, meta)
-        (Path(run_dir) / SAMPLES).mkdir(exist_ok=True)
+        make_dirs(Path(run_dir) / SAMPLES)
         return cls(run_dir, meta, table.to_dict("records"))
 
     def done_ids(self, include_failed: bool = False) -> set[str]:
@@ -362,21 +233,90 @@ def find_runs(path: Path) -> list[Path]:
     return runs
 
 
-def load(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
-    """The results table of one run or many, with ``run`` and ``machine`` columns."""
+PathArg = str | os.PathLike[str]
+
+
+def _latest(latest: bool | int) -> int | None:
+    """How many runs ``latest`` keeps (None: all of them)."""
+    if latest is True:
+        return 1
+    if latest is False or latest is None:
+        return None
+    if isinstance(latest, int) and latest >= 1:
+        return latest
+    raise UsageError(f"latest must be True, False or a whole number >= 1, got {latest!r}")
+
+
+def _public(run_dir: Path, meta: Mapping[str, Any]) -> pd.DataFrame:
+    frame = schema.to_public(read_table(run_dir, meta), meta, run_dir)
+    frame[schema.RUN_DIR.name] = pd.Series([str(run_dir)] * len(frame), dtype="string")
+    return frame
+
+
+def load(paths: PathArg | Iterable[PathArg], latest: bool | int = False) -> pd.DataFrame:
+    """The results of one run or many as one DataFrame, in the public schema
+    (:mod:`flushbench.schema`; docs/api.md): one row per case and run, with ``run``,
+    ``machine``, ``suite`` and ``created`` (UTC) columns, ``<NA>`` where an option was not set
+    or a figure not measured, unit-explicit names (``throughput_bit_s``).
+
+    ``paths``: run folders, machine folders or a results root, or a list of them; every run
+    at or below them is read once. ``latest=True`` keeps only the newest run found (by
+    meta.json's ``created``), ``latest=N`` the N newest: a checkout's ``results/`` holds
+    many committed runs beside yours. A broken run inside a folder is skipped with a
+    warning; one named directly raises :class:`~flushbench.errors.ResultsError`.
+    """
+    keep = _latest(latest)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    frames = []
-    for run_dir in (r for p in paths for r in find_runs(Path(p))):
-        meta = read_meta(run_dir)
-        frame = read_table(run_dir, meta)
-        frame.insert(0, "run", meta.get("run_id", run_dir.name))
-        frame.insert(1, "machine", meta.get("machine_id", run_dir.parent.name))
-        frame["run_dir"] = str(run_dir)
-        frames.append(frame)
+    found: list[tuple[Path, dict[str, Any]]] = []
+    named: set[Path] = set()
+    seen: set[Path] = set()
+    for given in map(Path, paths):
+        named.add(given.resolve())
+        for run_dir in find_runs(given):
+            if run_dir.resolve() in seen:
+                continue
+            seen.add(run_dir.resolve())
+            with _skipping(run_dir, named):
+                found.append((run_dir, read_meta(run_dir)))
+    order = {run_dir: i for i, (run_dir, _) in enumerate(found)}
+    if keep is not None:  # newest first; a run without a date counts as the oldest
+        oldest = pd.Timestamp.min.tz_localize("UTC")
+        found.sort(key=lambda r: (schema.created_at(r[1]) or oldest, str(r[0])), reverse=True)
+    frames: list[tuple[Path, pd.DataFrame]] = []
+    for run_dir, meta in found:
+        if keep is not None and len(frames) == keep:
+            break
+        with _skipping(run_dir, named):
+            frames.append((run_dir, _public(run_dir, meta)))
     if not frames:
-        raise ResultsError("no runs to load")
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        raise ResultsError("no runs to load: every run found was broken")
+    frames.sort(key=lambda f: order[f[0]])  # in the order found
+    return pd.concat([f for _, f in frames], ignore_index=True)
+
+
+@contextlib.contextmanager
+def _skipping(run_dir: Path, named: set[Path]) -> Iterator[None]:
+    """A broken run's ResultsError as a warning, unless the run was named itself."""
+    try:
+        yield
+    except ResultsError as exc:
+        if run_dir.resolve() in named:
+            raise
+        warnings.warn(f"skipped {run_dir}: {exc}", stacklevel=4)
+
+
+def load_run(path: PathArg) -> pd.DataFrame:
+    """Exactly one run directory, as :func:`load` gives it (``run_dir`` included)."""
+    run_dir = Path(path)
+    if not (run_dir / META).is_file():
+        raise ResultsError(f"{run_dir} is not a run directory ({META} is missing); "
+                           "flushbench.load() reads a folder of runs")
+    return _public(run_dir, read_meta(run_dir))
+
+
+_TABLE_DOC = textwrap.indent(schema.markdown_table(), "    ")
+load.__doc__ = f"{load.__doc__}\n    Columns:\n\n{_TABLE_DOC}"
 
 
 def load_samples(run_dir: Path, case_id: str) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, me
 from ..analysis.ratios import METRIC_LABELS, RATIOS, headline_rows, ratio_frame, summary
 from ..analysis.runs import RATIO_RANGE, StoredRun, open_runs
 from ..case import THROUGHPUT_WORKLOADS
+from ..files import make_dirs
 from ..results import atomic_write
 from . import charts
 from .format import fmt_headline, fmt_ratio, with_keys
@@ -230,7 +231,7 @@ def no_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 def write_outputs(runs: Sequence[StoredRun], frame: pd.DataFrame, out: Path) -> Path:
     """compare.csv, compare-ratios.csv (runs with trials), README.md and index.html (with
     charts/) in ``out``; returns index.html."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)  # the umask's mode; under sudo, the sudo user's
     with atomic_write(out / "compare.csv") as fh:
         no_formulas(frame).to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
     ratios = ratio_frame(runs)

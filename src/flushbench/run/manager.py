@@ -34,6 +34,7 @@ from .. import __version__
 from ..analysis import verdicts
 from ..analysis.cells import Cell, cells
 from ..case import Case
+from ..files import hand_over
 from ..metadata import collect_host, machine_id
 from ..results import RunWriter, atomic_write, read_meta
 from ..suites import Suite
@@ -127,6 +128,7 @@ class Manager:
         self.parts = self.writer.dir / ".parts-none"
         try:
             self.parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=self.writer.dir))
+            hand_over(self.parts)  # under sudo: a killed run's leftovers stay removable
             with span(tl, "host probe"):
                 self.speed.start()
             for index, visit in enumerate(self.visits):
