@@ -8,6 +8,7 @@ machine cancel within each run; only a change of a case against its baseline rem
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +200,8 @@ def test_cli_and_outputs(one_case_slower: list[Path], tmp_path: Path,
     assert text.index("ratio of ratios") < text.index("beta/r1 vs alpha/r1 (reference)")
     assert report_compare.DRIFT_NOTE.split(",")[0] in text
     assert "3 worse" in text and "A/A twins called different: 0 of 4" in text
-    line = next(ln for ln in raw.splitlines() if MAKEFILE_1K in ln and "strategy" in ln)
+    block = raw[raw.index("\nstream 1 KiB"):]  # the cell, then its cases by label
+    line = next(ln for ln in block.splitlines() if re.match(r" makefile +sendall ", ln))
     assert "▼ worse" in line and "0.83" in line
     csv = pd.read_csv(out / ratios.RATIOS)
     assert list(csv.columns) == ratios.COLUMNS

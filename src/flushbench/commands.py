@@ -307,7 +307,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             write_outputs(stored, frame, Path(args.out))
         return 0
     with _data_console(args.output) as console:
-        for renderable in compare_tables(stored, frame):
+        for renderable in compare_tables(stored, frame, console.width):
             console.print(renderable)
     if args.out is not None:
         _note(f"wrote {write_outputs(stored, frame, Path(args.out))}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -40,6 +40,17 @@ def fmt_rate(x: Any) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value:.3g}"
+
+
+def id_row(case_id: str) -> dict[Hashable, Any]:
+    """A case's fields read back from its id, as the labels (``case_label``, ``setting``)
+    take them: for comparisons, whose tables hold only ids."""
+    from ..suites.selection import id_fields
+
+    fields: dict[Hashable, Any] = dict(id_fields(case_id))
+    fields["tls_version"] = fields["tls"] or "1.3"
+    fields["tls"] = bool(fields["tls"])
+    return fields
 
 
 def fmt_rsd(row: Row) -> str:
@@ -98,47 +109,57 @@ def indented(label: str, width: int) -> Text:
     return Text("\n".join(lines).replace("\u00a0", " "))
 
 
-def workload_table(rows: Sequence[Row], workload: str,
-                   notes: dict[str, int], width: int = 80) -> Table:
+# A row of a sectioned table: its label (folded, indented), its cells, and a style.
+SectionRow = tuple[str, Sequence["str | Text"], "str | None"]
+
+
+def sectioned_table(title: Text, headers: Sequence[tuple[str, JustifyMethod]],
+                    sections: Mapping[str, Sequence[SectionRow]], width: int) -> Group:
+    """A table that fits ``width``: its title, then a block per section under a bold line of
+    its own (a table per section with the same column widths, so they line up). The first
+    column (the case) is the only one that folds, at spaces, continuation lines indented;
+    every other column is as wide as its widest cell and never wraps, so no number is ever
+    cut."""
+    rows = [r for members in sections.values() for r in members]
+    plain = [[c.plain if isinstance(c, Text) else c for c in r[1]] for r in rows]
+    widths = [max([len(headers[0][0]), *(len(r[0]) + 1 for r in rows)])]
+    widths += [max([len(name), *(len(cells[k]) for cells in plain)])
+               for k, (name, _) in enumerate(headers[1:])]
+    case_width = fit_width(widths, width)
+    blocks: list[RenderableType] = [title]
+    for n, (name, members) in enumerate(sections.items()):
+        table = Table(title=Text(printable(name), style="bold"), title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                      header_style="bold", padding=(0, 1, 0, 0), show_header=n == 0)
+        table.add_column(headers[0][0], overflow="fold", width=case_width)
+        for k, (head, justify) in enumerate(headers[1:]):
+            table.add_column(head, justify=justify, no_wrap=True, width=widths[k + 1])
+        for label, cells, style in members:
+            table.add_row(indented(label, case_width) if label else Text(""),
+                          *(c if isinstance(c, Text) else Text(c) for c in cells), style=style)
+        blocks += [Text("")] * (n > 0) + [table]
+    return Group(*blocks)
+
+
+def workload_table(rows: Sequence[Row], workload: str, notes: dict[str, int],
+                   width: int = 80) -> Table:
     """One workload's cases, a section per setting (size, parts …), each row its strategy
     and the options not at their default; ``notes`` numbers the footnotes across the run's
     tables; ``width``: the columns the table may take."""
     cols = _columns(rows, workload)
-    sections: dict[str, list[Row]] = {}
-    for r in rows:
-        sections.setdefault(setting(r), []).append(r)
-    labels = {id(r): printable(case_label(r)) for r in rows}
-    cells = {id(r): [cell(r) for _, cell in cols] for r in rows}
-    marks = {}
+    sections: dict[str, list[SectionRow]] = {}
+    has_notes = any(row_note(r) for r in rows)
     for r in rows:
         note = row_note(r)
         if note:
             notes.setdefault(note, len(notes) + 1)
-        marks[id(r)] = f"[{notes[note]}]" if note else ""
-    has_notes = any(marks.values())
-    widths = [max([4, *(len(x) + 1 for x in labels.values()), *(len(k) for k in sections)])]
-    widths += [max([len(name), *(len(c[k]) for c in cells.values())])
-               for k, (name, _) in enumerate(cols)]
-    if has_notes:
-        widths.append(max(len(m) for m in marks.values()))
-    table = Table(title=Text(workload, style="bold"), title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold",
-                  padding=(0, 1, 0, 0))
-    case_width = fit_width(widths, width)
-    table.add_column("case", overflow="fold", width=case_width)
-    for k, (name, _) in enumerate(cols):
-        table.add_column(name, justify="right", no_wrap=True, min_width=widths[k + 1])
-    if has_notes:
-        table.add_column("note", no_wrap=True, min_width=widths[-1])
-    for n, (name, members) in enumerate(sections.items()):
-        if n:
-            table.add_section()
-        table.add_row(Text(printable(name), style="bold"))
-        for r in members:
-            table.add_row(indented(labels[id(r)], case_width), *cells[id(r)],
-                          *([marks[id(r)]] if has_notes else []),
-                          style="red" if r.get("error") else None)
-    return table
+        cells = [cell(r) for _, cell in cols] + ([f"[{notes[note]}]" if note else ""]
+                                                  if has_notes else [])
+        sections.setdefault(setting(r), []).append(
+            (printable(case_label(r)), cells, "red" if r.get("error") else None))
+    headers: list[tuple[str, JustifyMethod]] = [("case", "left")]
+    headers += [(name, "right") for name, _ in cols] + ([("note", "left")] if has_notes else [])
+    return sectioned_table(Text(workload, style="bold"), headers, sections, width)
 
 
 def footnotes(notes: dict[str, int]) -> Text:

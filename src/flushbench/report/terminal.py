@@ -14,8 +14,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -79,46 +78,25 @@ def verdict_table(run: StoredRun, cases: Sequence[str] | None = None, width: int
         return None
     rounds = sorted({int(r) for r in frame["rounds"] if r})
     shown = "–".join(str(r) for r in (rounds[:1] + rounds[-1:] if len(rounds) > 1 else rounds))
-    table = Table(title=text(f"{run.label}: each case / its baseline, paired over "
-                             f"{shown or 'no'} rounds"), box=box.SIMPLE_HEAD, pad_edge=False,
-                  show_edge=False, header_style="bold", title_justify="left",
-                  padding=(0, 1, 0, 0))
-    from .summary import fit_width, indented
+    from .summary import SectionRow, sectioned_table
 
-    ratios = [verdicts.fmt_factor(x) for x in frame["ratio"]]
-    intervals = [verdicts.fmt_interval(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"])]
-    heads = [f"{w} {s}" for w, s in zip(frame["workload"], frame["setting"])]
-    widths = [max(len(x) for x in [*(" " + str(v) for v in frame["label"]), *heads]),
-              max(2, *(len(str(v)) for v in frame["vs_short"])),
-              max(6, *(len(str(v)) for v in frame["metric_label"])),
-              max(5, *map(len, ratios)), max(7, *map(len, intervals)),
-              max(7, *(len(str(v)) for v in frame["verdict"]))]
-    case_width = fit_width(widths, width)
-    table.add_column("case", overflow="fold", width=case_width)
-    table.add_column("vs", overflow="fold", min_width=widths[1])
-    table.add_column("metric", overflow="fold", min_width=widths[2])
-    # numbers and verdicts never fold: as wide as their widest cell
-    table.add_column("ratio", justify="right", no_wrap=True, min_width=widths[3])
-    table.add_column("95 % CI", justify="right", no_wrap=True, min_width=widths[4])
-    table.add_column("verdict", no_wrap=True, min_width=widths[5])
-    last_cell, last_pair = None, None
+    sections: dict[str, list[SectionRow]] = {}
+    last_pair = None
     for r in frame.to_dict("records"):
-        cell = r["cell"]
-        if cell != last_cell:
-            if last_cell is not None:
-                table.add_section()
-            table.add_row(text(f"{r['workload']} {r['setting']}", style="bold"))
-            last_cell = cell
         pair = (r["case"], r["baseline"])
         first = pair != last_pair
         last_pair = pair
         verdict = str(r["verdict"])
-        table.add_row(indented(printable(r["label"]), case_width) if first else Text(""),
-                      text(r["vs_short"] if first else ""), text(r["metric_label"]),
-                      verdicts.fmt_factor(r["ratio"]),
-                      verdicts.fmt_interval(r["ci_low"], r["ci_high"]),
-                      text(verdict, style=VERDICT_STYLES.get(verdict, "")))
-    return table
+        sections.setdefault(f"{r['workload']} {r['setting']}", []).append(
+            (printable(r["label"]) if first else "",
+             [printable(r["vs_short"]) if first else "", printable(r["metric_label"]),
+              verdicts.fmt_factor(r["ratio"]), verdicts.fmt_interval(r["ci_low"], r["ci_high"]),
+              text(verdict, style=VERDICT_STYLES.get(verdict, ""))], None))
+    headers: list[tuple[str, JustifyMethod]] = [
+        ("case", "left"), ("vs", "left"), ("metric", "left"), ("ratio", "right"),
+        ("95 % CI", "right"), ("verdict", "left")]
+    return sectioned_table(text(f"{run.label}: each case / its baseline, paired over "
+                                f"{shown or 'no'} rounds"), headers, sections, width)
 
 
 def noise_line(run: StoredRun) -> Text:
@@ -151,51 +129,62 @@ def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
     return table
 
 
-def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame) -> list[Table | Text]:
-    """Rich tables: per compared run, the ratio of ratios (runs with trials) and the absolute
-    comparison; then the geometric means, the metadata diff, coverage."""
+def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame, width: int = 80
+                   ) -> list[Table | Text]:
+    """Rich tables in ``width`` columns: per compared run, the ratio of ratios (runs with
+    trials) and the absolute comparison, a section per cell, cases named by strategy and
+    options; then the geometric means, the metadata diff, coverage."""
     from ..analysis.ratios import ratio_frame
     from .compare import DRIFT_NOTE, ratio_display, ratio_summary
+    from .summary import SectionRow, id_row, sectioned_table
 
     out: list[Table | Text] = []
     styles = {"▲": "green", "▼": "red"}
+
+    def sections(shown: pd.DataFrame, cells: Sequence[str]) -> dict[str, list[SectionRow]]:
+        grouped: dict[str, list[SectionRow]] = {}
+        for r in shown.to_dict("records"):
+            row = id_row(str(r["case"]))
+            grouped.setdefault(f"{row['workload']} {verdicts.setting(row)}", []).append(
+                (printable(verdicts.case_label(row)), [printable(r[c]) for c in cells],
+                 styles.get(str(r["verdict"])[:1])))
+        return grouped
+
     ratios = ratio_frame(runs)
     for run in runs[1:]:
-        rshown = ratio_display(ratios, run.label).drop(columns=["baseline", "metric"])
+        rshown = ratio_display(ratios, run.label)
         if not rshown.empty:
-            table = Table(title=text(f"{run.label} vs {runs[0].label}: ratio of ratios, each "
-                                     "case against its baseline in both runs (the host's "
-                                     "drift cancels; throughput for stream/file, p50 latency "
-                                     "for rr/wwr/pipeline)"), header_style="bold")
-            for col in rshown.columns:
-                table.add_column(text(col), justify="left" if col in ("case", "vs", "verdict")
-                                 else "right", overflow="fold",
-                                 min_width=24 if col == "case" else None)
-            for _, r in rshown.iterrows():
-                table.add_row(*(text(v) for v in r), style=styles.get(r["verdict"][:1]))
-            out.append(table)
+            rshown["vs"] = [verdicts.short_vs(str(axis), id_row(str(base)))
+                            for axis, base in zip(rshown["vs"], rshown["baseline"])]
+            cells = ["vs", "case/base (ref)", "case/base (run)", "run/ref", "95% CI", "verdict"]
+            headers: list[tuple[str, JustifyMethod]] = [
+                ("case", "left"), ("vs", "left"), ("ref", "right"), ("run", "right"),
+                ("run/ref", "right"), ("95 % CI", "right"), ("verdict", "left")]
+            out.append(sectioned_table(
+                text(f"{run.label} vs {runs[0].label}: ratio of ratios, each case / its "
+                     "baseline in the reference (ref) and in this run (run), and run/ref (the "
+                     "hosts' drift cancels); throughput for stream/file, p50 for "
+                     "rr/wwr/pipeline"),
+                headers, sections(rshown, cells), width))
             out.append(text(ratio_summary(ratios, run.label) + "; every metric (p99, segments) "
-                            "in compare-ratios.csv with --out"))
-        shown = display(frame, run.label).drop(columns="metric")
+                            "in compare-ratios.csv with --out, or with --format csv"))
+        shown = display(frame, run.label)
         title = (f"{run.label} vs {runs[0].label} (reference): throughput for "
                  "stream/file, p50 latency for rr/wwr/pipeline")
         if not rshown.empty:
             title += f" — {DRIFT_NOTE}"
-        table = Table(title=text(title), header_style="bold")
-        for col in shown.columns:
-            table.add_column(text(col), justify="left" if col in ("case", "verdict") else "right",
-                             overflow="fold", min_width=24 if col == "case" else None)
-        for _, r in shown.iterrows():
-            table.add_row(*(text(v) for v in r), style=styles.get(r["verdict"][:1]))
-        out.append(table)
+        cells = ["reference", "this run", "ratio", "95% CI", "verdict"]
+        headers = [("case", "left"), ("reference", "right"), ("this run", "right"),
+                   ("ratio", "right"), ("95 % CI", "right"), ("verdict", "left")]
+        out.append(sectioned_table(text(title), headers, sections(shown, cells), width))
     for title, data in (("geometric mean per workload", geo_display(frame, runs)),
                         ("what differs between the runs", meta_display(runs, True)),
                         ("cases not in every run (or failed)", coverage(frame))):
         if data.empty:
             continue
-        table = Table(title=text(title), header_style="bold")
+        table = Table(title=text(title), header_style="bold", title_justify="left")
         for col in data.columns:
-            table.add_column(text(col))
+            table.add_column(text(col), overflow="fold")
         for row in data.itertuples(index=False):
             table.add_row(*(text(v) for v in row))
         out.append(table)
