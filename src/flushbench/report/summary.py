@@ -47,7 +47,8 @@ def id_row(case_id: str) -> dict[Hashable, Any]:
     take them: for comparisons, whose tables hold only ids."""
     from ..suites.selection import id_fields
 
-    fields: dict[Hashable, Any] = dict(id_fields(case_id))
+    fields: dict[Hashable, Any] = {}
+    fields.update(id_fields(case_id))
     fields["tls_version"] = fields["tls"] or "1.3"
     fields["tls"] = bool(fields["tls"])
     return fields
@@ -142,7 +143,7 @@ def sectioned_table(title: Text, headers: Sequence[tuple[str, JustifyMethod]],
 
 
 def workload_table(rows: Sequence[Row], workload: str, notes: dict[str, int],
-                   width: int = 80) -> Table:
+                   width: int = 80) -> Group:
     """One workload's cases, a section per setting (size, parts …), each row its strategy
     and the options not at their default; ``notes`` numbers the footnotes across the run's
     tables; ``width``: the columns the table may take."""

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from rich.console import Console, JustifyMethod
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -62,7 +62,7 @@ VERDICT_STYLES = {"better": "green", "worse": "bold red"}
 
 
 def verdict_table(run: StoredRun, cases: Sequence[str] | None = None, width: int = 80
-                  ) -> Table | None:
+                  ) -> Group | None:
     """The run's paired verdicts, a section per cell; None for a run without verdicts.
 
     Narrow on purpose (under 100 columns for the quick suite): a case is its strategy and the
@@ -130,7 +130,7 @@ def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
 
 
 def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame, width: int = 80
-                   ) -> list[Table | Text]:
+                   ) -> list[RenderableType]:
     """Rich tables in ``width`` columns: per compared run, the ratio of ratios (runs with
     trials) and the absolute comparison, a section per cell, cases named by strategy and
     options; then the geometric means, the metadata diff, coverage."""
@@ -138,7 +138,7 @@ def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame, width: int = 
     from .compare import DRIFT_NOTE, ratio_display, ratio_summary
     from .summary import SectionRow, id_row, sectioned_table
 
-    out: list[Table | Text] = []
+    out: list[RenderableType] = []
     styles = {"▲": "green", "▼": "red"}
 
     def sections(shown: pd.DataFrame, cells: Sequence[str]) -> dict[str, list[SectionRow]]:
