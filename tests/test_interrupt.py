@@ -74,6 +74,7 @@ def test_sigint_at_random_moments_then_resume(tmp_path: Path) -> None:
             continue
         assert proc.returncode == 130, f"attempt {attempt}: exit {proc.returncode}: {err}"
         assert f"flushbench run --resume {out}" in err.splitlines()  # on a line of its own
+        assert "Benchmark interrupted" not in err and "Traceback" not in err, err  # no leaks
         kept = flushbench.load(out)
         assert set(kept["case"]) <= set(expected)
         assert (kept["error"] == "").all(), "an interrupted case must not be kept as a row"
