@@ -134,6 +134,25 @@ def test_under_sudo_a_run_is_handed_to_the_sudo_user(tmp_path: Path, umask: None
 
 
 @needs_root
+def test_under_sudo_a_report_and_its_charts_are_the_sudo_users(
+        tmp_path: Path, umask: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flushbench report under sudo: the report folder, its pages and every chart."""
+    from flushbench.report.document import build_report
+
+    run = write_run(tmp_path / "results", "m", "r", small_cases()[:4])
+    monkeypatch.setenv("SUDO_UID", str(UID))
+    monkeypatch.setenv("SUDO_GID", str(GID))
+    os.umask(0o022)
+    build_report([run], tmp_path / "report")
+    made = tree(tmp_path / "report")
+    assert any(p.suffix == ".png" for p in made) and any(p.name == "index.html" for p in made)
+    for path in made:
+        info = path.lstat()
+        assert (info.st_uid, info.st_gid) == (UID, GID), path
+        assert mode(path) == (0o755 if path.is_dir() else 0o644), path
+
+
+@needs_root
 def test_under_sudo_only_what_flushbench_made_changes_owner(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUDO_UID", str(UID))

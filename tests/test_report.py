@@ -50,7 +50,7 @@ def test_report_has_html_markdown_and_every_chart(built: Path) -> None:
     html = (built / "index.html").read_text(encoding="utf-8")
     md = (built / "README.md").read_text(encoding="utf-8")
     for label in ("alpha/r1", "beta/r1"):
-        for name, _, _ in charts.RUN_CHARTS:
+        for name, _, _ in document.RUN_CHARTS:
             png = built / "charts" / f"{charts.slug(label)}-{name}.png"
             svg = png.with_suffix(".svg")
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
@@ -274,7 +274,7 @@ def test_chart_builders_return_none_without_data(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, "m", "r", small_cases(),
                         failed=[c.id for c in small_cases()])
     run = open_runs([run_dir])[0]
-    assert all(builder(run) is None for _, _, builder in charts.RUN_CHARTS)
+    assert all(builder(run) is None for _, _, builder in document.RUN_CHARTS)
     assert recommend.recommendations(run).empty
     assert np.all([m.verdict == recommend.NOT_MEASURED for m in recommend.myths(run)])
 

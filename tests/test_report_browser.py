@@ -39,13 +39,14 @@ PROBE = """(async () => {
 class Chromium:
     """A headless Chromium driven over the DevTools pipe."""
 
-    def __init__(self, profile: Path) -> None:
+    def __init__(self, profile: Path, extra: tuple[str, ...] = ()) -> None:
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--hide-scrollbars", "--mute-audio",
-                 f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                 "--mute-audio", *extra, f"--user-data-dir={profile}",
+                 "--remote-debugging-pipe", "about:blank"]
         # A tiny Python trampoline puts our pipe ends on fds 3 and 4, where Chromium
         # expects them, then becomes Chromium.
         trampoline = ("import fcntl, os, sys; "

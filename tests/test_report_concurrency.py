@@ -81,18 +81,21 @@ def section(text: str, start: str, end: str) -> str:
     return text[head:text.index(end, head + len(start))]
 
 
-def test_the_section_comes_before_the_run_charts(built: Path) -> None:
+def test_the_section_comes_before_the_method(built: Path) -> None:
     md = (built / "README.md").read_text(encoding="utf-8")
     html = (built / "index.html").read_text(encoding="utf-8")
     assert md.count("### Many connections: drivers") == 1
-    assert md.index("### Many connections: drivers") < md.index("### Charts")
+    assert md.index("No single-connection case of this run finished") \
+        < md.index("### Many connections: drivers") < md.index("### Method") \
+        < md.index("### Machines")
+    assert "### Recommendations" not in md and "### More charts" not in md
     assert '<h3 id="many-connections-drivers">Many connections: drivers</h3>' in html
 
 
 def test_each_chart_is_drawn_and_linked_in_both_renderings(built: Path) -> None:
     md = (built / "README.md").read_text(encoding="utf-8")
     html = (built / "index.html").read_text(encoding="utf-8")
-    part = section(md, "### Many connections: drivers", "### Charts")
+    part = section(md, "### Many connections: drivers", "### Method")
     slug = charts.slug("vm/conc")
     for name in CHART_NAMES:
         png = built / "charts" / f"{slug}-{name}.png"
@@ -107,7 +110,7 @@ def test_each_chart_is_drawn_and_linked_in_both_renderings(built: Path) -> None:
 
 def test_figures_tables_show_every_driver_case(built: Path) -> None:
     md = (built / "README.md").read_text(encoding="utf-8")
-    part = section(md, "### Many connections: drivers", "### Charts")
+    part = section(md, "### Many connections: drivers", "### Method")
     stream = section(part, "#### stream: each driver case's figures", "####")
     rr = section(part, "#### rr: each driver case's figures", "####")
     assert "| connections | driver | throughput | Jain |" in stream
@@ -124,7 +127,7 @@ def test_figures_tables_show_every_driver_case(built: Path) -> None:
 def test_verdict_table_has_each_driver_against_threads_per_connection_count(
         built: Path, driver_run: Path) -> None:
     md = (built / "README.md").read_text(encoding="utf-8")
-    part = section(md, "### Many connections: drivers", "### Charts")
+    part = section(md, "### Many connections: drivers", "### Method")
     stream = section(part, "#### stream · 16 KiB sendall · drivers against threads", "\n\n#")
     assert "| connections | metric | selectors | asyncio | threads twin (A/A) |" in stream
     verdicts = pd.read_csv(driver_run / "verdicts.csv")

@@ -95,16 +95,22 @@ def _section(text: str, label: str) -> str:
 
 
 def test_report_opens_with_noise_floor_verdicts_and_forest(built: Path) -> None:
-    """The run's section: the A/A line, the forest plot beside the verdict tables, then
-    Machines; the list of runs comes last."""
+    """The run's section: the A/A line, the forest plot beside the verdict tables, then the
+    Nagle and send-path charts, advice, more charts, and last the method, the machines
+    (folded in HTML) and every case; the list of runs comes last."""
     md = _section((built / "README.md").read_text(encoding="utf-8"), "alpha/r2")
     lines = [line for line in md.splitlines()[1:] if line.strip()]
     assert lines[0].startswith("A/A: 6 twins (15 comparisons), all same within ±")
-    order = [md.index(s) for s in ("A/A: 6 twins", "### Verdicts",
-                                   f"charts/{charts.slug('alpha/r2')}-forest.png",
-                                   "#### stream · small",
-                                   "#### wwr · small", "### Set-up", "### Machines",
-                                   "### Recommendations", "### Charts", "### All cases")]
+    slug = charts.slug("alpha/r2")
+    order = [md.index(s) for s in ("A/A: 6 twins", "### Verdicts", f"charts/{slug}-forest.png",
+                                   "#### stream · small", "#### wwr · small",
+                                   "### The Nagle trap and the send paths",
+                                   f"charts/{slug}-nagle.png",
+                                   f"charts/{slug}-throughput-stream.png",
+                                   f"charts/{slug}-segments.png", "### Recommendations",
+                                   "### Myths", "### More charts", f"charts/{slug}-ccdf-rr.png",
+                                   "### Method", "Suite **synthetic**", "### Machines",
+                                   "### All cases")]
     assert order == sorted(order)
     assert "WARNING" not in md
     assert "| 64 B | `makefile nodelay` | `makefile` | throughput |" in md
@@ -116,6 +122,8 @@ def test_report_opens_with_noise_floor_verdicts_and_forest(built: Path) -> None:
         < html.index('<div class="cols"><div class="col">') \
         < html.index(forest_png) < html.index('</div><div class="col">') \
         < html.index('id="stream--small') < html.index('id="machines"') \
+        < html.index("<details><summary>Both ends: CPU, kernel, Python") \
+        < html.index("net.ipv4.tcp_wmem") < html.index('id="all-cases"') \
         < html.index('id="runs-in-this-report"')
     for suffix in ("png", "svg"):
         assert (built / "charts" / f"{charts.slug('alpha/r2')}-forest.{suffix}"
@@ -149,7 +157,7 @@ def test_forest_plot_draws_headline_rows_and_marks_twins(paired: Path) -> None:
     assert rows["twin"].sum() == 6
     fig = forest.forest(run)
     assert fig is not None
-    assert [ax.get_title().split(":")[0] for ax in fig.axes] == \
+    assert [ax.get_title(loc="right").split(":")[0] for ax in fig.axes] == \
         ["stream", "rr", "wwr", "pipeline", "file"]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["better", "worse", "same", "A/A twin (identical code)"]
@@ -160,10 +168,11 @@ def test_schema_1_run_keeps_the_old_layout(tmp_path: Path) -> None:
     document.build_report([run], tmp_path / "out")
     md = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     section = _section(md, "old/r")
-    assert "### Verdicts" not in md and "A/A" not in md and "### Set-up" not in md
+    assert "### Verdicts" not in md and "A/A" not in md and "### Method" not in md
     assert section.splitlines()[2].startswith("Suite **synthetic**")
     assert "pyperf 2 processes × 3 values (1 warmup)" in section
-    assert section.index("### Machines") < section.index("### Recommendations")
+    assert section.index("### The Nagle trap and the send paths") \
+        < section.index("### Recommendations") < section.index("### Machines")
     assert not list((tmp_path / "out" / "charts").glob("*forest*"))
     assert "Welch's t-test" in md
 

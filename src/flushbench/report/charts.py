@@ -1,8 +1,12 @@
-"""Charts of one stored run, drawn with matplotlib's Agg canvas (no pyplot, no display).
+"""What every chart shares: matplotlib's Agg canvas (no pyplot, no display), one fixed style,
+the axes flushbench draws on, and how a chart reaches the report.
 
-Every builder takes a :class:`~flushbench.analysis.runs.StoredRun` and returns a ``Figure`` or
-``None`` when the run has no data for it. :func:`save` writes PNG and SVG with fixed sizes,
-fonts, hash salt and no dates, so unchanged data gives byte-identical files.
+A builder takes what it charts (a :class:`~flushbench.analysis.runs.StoredRun`, a frame) and
+returns a ``Figure``, a list of figures (panels, each its own image: side by side on a wide
+screen, stacked on a phone), or ``None`` when there is no data for it. :func:`save` writes
+PNG and SVG with fixed sizes, fonts, hash salt and no dates, so unchanged data gives
+byte-identical files. The run's charts are in :mod:`.sendpath` (the Nagle trap, throughput
+against sendall, what reaches the wire) and :mod:`.morecharts` (latency CCDFs, CPU, SO_SNDBUF).
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import matplotlib
 import numpy as np
@@ -26,14 +30,16 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from ..analysis.runs import StoredRun
 from ..case import size_label
-from .format import fmt_us, with_keys
+from ..files import hand_over, make_dirs
+from .format import finite, with_keys
+from .markup import Doc
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 STYLE: dict[RcKeyType, Any] = {
     "svg.hashsalt": "flushbench", "svg.fonttype": "path", "font.family": "DejaVu Sans",
-    "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11, "legend.fontsize": 8,
+    "font.size": 10, "axes.titlesize": 11, "figure.titlesize": 12, "legend.fontsize": 9,
     "axes.grid": True, "grid.alpha": 0.3, "path.simplify": True, "savefig.dpi": 100,
     # labels are run text, maybe from elsewhere: a "$" is a character, never mathtext
     "text.parse_math": False,
@@ -44,6 +50,15 @@ STRATEGY_ORDER = ("send", "sendall", "makefile", "sendmsg", "coalesce", "cork", 
                   "sendfile", "asyncio")
 PALETTE = [matplotlib.colormaps["tab10"](i) for i in range(10)]
 ND_COLORS = {False: "#4c72b0", True: "#dd8452"}  # nodelay off / on
+PANEL_WIDTH = 6.4  # inches (640 px): a panel fills a phone's width, two sit side by side
+LABEL_SIZE = 9  # points: figures printed on bars
+# plain ratios to tick a log ratio axis at: wide, and narrow (< 2.5x from end to end)
+COARSE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.33, 0.5, 0.67, 1.0, 1.5, 2.0,
+          3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+FINE = (0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0)
+VARIANTS = {"TLS": (":", "s"), "unix": ("-.", "^")}  # line style, marker of a series' variant
+
+Chart: TypeAlias = Figure | Sequence[Figure] | None
 
 
 @contextmanager
@@ -54,8 +69,9 @@ def style() -> Iterator[None]:
 
 
 def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.svg``; returns both paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``name.png`` and ``name.svg`` (the umask's mode; under sudo, the sudo user's);
+    returns both paths."""
+    make_dirs(out_dir)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     with style():
         canvas: FigureCanvasBase = FigureCanvasAgg(fig)  # FigureCanvasAgg.draw is untyped
@@ -63,6 +79,8 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
         fig.set_layout_engine("none")
         fig.savefig(png, format="png", metadata={"Software": None})
         fig.savefig(svg, format="svg", metadata={"Date": None})
+    for path in (png, svg):
+        hand_over(path)
     return [png, svg]
 
 
@@ -79,6 +97,16 @@ def color(strategy: str) -> tuple[float, float, float, float]:
     return PALETTE[(len(STRATEGY_ORDER) + sum(map(ord, base))) % 10]
 
 
+def series_style(series: str) -> dict[str, Any]:
+    """Colour by strategy; a TLS or unix variant of it dotted or dash-dotted, other variants
+    ('· 1 parts') with diamonds, so a strategy's lines can be told apart."""
+    bits = series.split(" · ")[1:]
+    ls, marker = "-", "D" if bits else "o"
+    for bit in bits:
+        ls, marker = VARIANTS.get(bit, (ls, marker))
+    return {"color": color(series), "ls": ls, "marker": marker}
+
+
 def strategy_key(name: str) -> tuple[int, str]:
     base = name.split(" · ")[0]
     return (STRATEGY_ORDER.index(base) if base in STRATEGY_ORDER else 99, name)
@@ -89,6 +117,15 @@ def new_figure(ncols: int, nrows: int = 1, width: float = 4.6, height: float = 3
     with style():
         fig = Figure(figsize=(min(width * ncols + 1.2, 16), height * nrows + 0.6), dpi=100,
                      layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def panel(nrows: int = 1, ncols: int = 1, height: float = 3.8, width: float = PANEL_WIDTH,
+          **kw: Any) -> tuple[Figure, np.ndarray]:
+    """One panel's figure, ``width`` inches wide whatever it holds (axes: nrows × ncols)."""
+    with style():
+        fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
@@ -107,18 +144,100 @@ def size_axis(ax: Axes, sizes: list[int], axis: str = "x") -> None:
 
 def log_axis(ax: Axes, axis: str = "y", fmt: Callable[[float], str] | None = None,
              base: float = 10) -> None:
-    """A log axis with plain labels ('0.5', '20', '1 ms') instead of powers of ten."""
+    """A log axis with plain labels ('0.5', '20', '1 ms') instead of powers of ten, ticked
+    densely enough to read: 1-2-3…9 within a decade, 1-2-5 up to 4 decades."""
     getattr(ax, f"set_{axis}scale")("log", base=base)
     target = ax.xaxis if axis == "x" else ax.yaxis
     low, high = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
-    narrow = base == 10 and low > 0 and high / low < 100  # < 2 decades: label 1-2-5
-    target.set_major_locator(LogLocator(base=base, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    decades = float(np.log10(high / low)) if low > 0 and high > low else 99.0
+    subs: tuple[float, ...] = (1.0,)
+    if base == 10:
+        subs = tuple(float(k) for k in range(1, 10)) if decades < 1 else \
+            (1.0, 2.0, 5.0) if decades <= 4 else (1.0,)
+    target.set_major_locator(LogLocator(base=base, subs=subs, numticks=12))
     target.set_major_formatter(FuncFormatter(lambda v, _: fmt(v) if fmt else f"{v:g}"))
     target.set_minor_locator(NullLocator())  # minor ticks cost more to draw than they tell
 
 
-def _ok(run: StoredRun, workload: str | tuple[str, ...], auto_sndbuf: bool = True
-        ) -> pd.DataFrame:
+def ratio_axis(ax: Axes, axis: str = "x", most: int = 9) -> None:
+    """A log ratio axis ticked at plain ratios (0.8, 0.9, 1, 1.25; or 0.5, 1, 2, 5), at
+    most ``most`` of them."""
+    log_axis(ax, axis, lambda v: f"{v:g}×")
+    low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    if high / low <= 5000:
+        ticks = [t for t in (FINE if high / low <= 2.5 else COARSE) if low <= t <= high]
+        while len(ticks) > most:
+            keep = ticks.index(1.0) % 2 if 1.0 in ticks else 0  # keep 1 among the ticks
+            ticks = ticks[keep::2]
+        (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(FixedLocator(ticks))
+
+
+def legend_below(fig: Figure, axes: Sequence[Axes], ncols: int = 3) -> None:
+    """One legend below the panels, each label once, in first-seen order."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncols=min(ncols, len(handles)))
+
+
+def figure_legend(fig: Figure, axes: np.ndarray, ncols: int = 5) -> None:
+    """One legend below the panels of a grid of axes (:func:`legend_below`)."""
+    legend_below(fig, list(axes.flat), ncols)
+
+
+def hbars(ax: Axes, labels: Sequence[str],
+          groups: Sequence[tuple[str, Any, Sequence[float], Sequence[float] | None]],
+          fmt: Callable[[float], str], log: bool = False,
+          texts: Sequence[Sequence[str]] | None = None) -> None:
+    """Horizontal bars, a row per label (the first on top) and a bar per group in it:
+    (name, colour, values, upper whisker or None). The figure is printed beside each bar,
+    level and in :data:`LABEL_SIZE` type (``texts`` replaces it)."""
+    rows = np.arange(len(labels))[::-1].astype(float)
+    height = 0.8 / max(len(groups), 1)
+    ends: list[float] = []
+    for g, (name, colour, values, upper) in enumerate(groups):
+        ys = rows + 0.4 - height * (g + 0.5)
+        vals = np.asarray(values, dtype=float)
+        tops = vals.copy()
+        xerr = None
+        if upper is not None:
+            hi = np.asarray(upper, dtype=float)
+            xerr = [np.zeros(len(vals)), np.clip(np.nan_to_num(hi - vals), 0, None)]
+            tops = np.fmax(vals, hi)
+        ax.barh(ys, np.nan_to_num(vals), height * 0.92, xerr=xerr, capsize=2,
+                color=colour, label=name, error_kw={"lw": 1.0})
+        for k, (y, v, top) in enumerate(zip(ys, vals, tops, strict=True)):
+            if finite(v):
+                text = texts[g][k] if texts is not None else fmt(float(v))
+                ax.annotate(text, (float(top), float(y)), textcoords="offset points",
+                            xytext=(4, 0), ha="left", va="center", fontsize=LABEL_SIZE)
+                ends.append(float(top))
+    ax.set_yticks(rows, list(labels))
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.grid(False, axis="y")
+    shown = [v for v in ends if v > 0]
+    if not shown:
+        return
+    if log:
+        starts = [float(np.nanmin(np.asarray(v, dtype=float))) for _, _, v, _ in groups
+                  if np.isfinite(np.asarray(v, dtype=float)).any()]
+        ax.set_xlim(max(min(starts) / 2.5, 1e-12), max(shown) * 8)
+        log_axis(ax, "x", fmt)
+    else:
+        ax.set_xlim(0, max(shown) * 1.35)
+
+
+def nd_label(value: bool) -> str:
+    return f"TCP_NODELAY {'on' if value else 'off'}"
+
+
+def run_frame(run: StoredRun, workload: str | tuple[str, ...], auto_sndbuf: bool = True
+              ) -> pd.DataFrame:
+    """The finished cases of ``workload`` with :func:`~.format.with_keys`' columns; with
+    ``auto_sndbuf`` only SO_SNDBUF auto where the run has it (else sizes apart in series)."""
     workloads = (workload,) if isinstance(workload, str) else workload
     frame: pd.DataFrame = with_keys(run.ok[run.ok["workload"].isin(workloads)])
     if auto_sndbuf and (frame["sb"] == 0).any():
@@ -130,271 +249,35 @@ def _ok(run: StoredRun, workload: str | tuple[str, ...], auto_sndbuf: bool = Tru
     return ordered
 
 
-def _nd(value: bool) -> str:
-    return f"TCP_NODELAY {'on' if value else 'off'}"
+def figures_of(made: Chart) -> list[Figure]:
+    if made is None:
+        return []
+    return [made] if isinstance(made, Figure) else list(made)
 
 
-def throughput(run: StoredRun, workload: str = "stream") -> Figure | None:
-    """Throughput vs message size, a line per strategy, faceted by nodelay; ±1 SD bars."""
-    frame = _ok(run, workload)
-    frame = frame[pd.to_numeric(frame["throughput_bps"], errors="coerce") > 0]
-    if frame.empty:
-        return None
-    facets = sorted(frame["nd"].unique())
-    fig, axes = new_figure(len(facets), sharey=True)
-    for ax, nd in zip(axes[0], facets, strict=True):
-        part = frame[frame["nd"] == nd]
-        for series in sorted(part["series"].unique(), key=strategy_key):
-            rows = part[part["series"] == series].sort_values("msg_size")
-            y = rows["throughput_bps"].astype(float).to_numpy() / 1e9
-            with np.errstate(over="ignore", invalid="ignore"):  # rates from elsewhere
-                err = [np.std(r, ddof=1) / 1e9 if (r := run.value_rates(row)) is not None
-                       and len(r) > 1 else 0.0 for _, row in rows.iterrows()]
-            ax.errorbar(rows["msg_size"].astype(int), y, yerr=err, marker="o", ms=3,
-                        capsize=2, lw=1.2, color=color(series), label=series)
-        size_axis(ax, frame["msg_size"].astype(int).tolist())
-        log_axis(ax)
-        ax.set_title(_nd(nd))
-        ax.set_xlabel("file size" if workload == "file" else "message size")
-    axes[0][0].set_ylabel("throughput (Gbit/s)")
-    axes[0][-1].legend(loc="lower right")
-    fig.suptitle(f"{workload}: throughput vs size (error bars: ±1 SD of per-value rates)")
-    return fig
-
-
-def ccdf(run: StoredRun, workload: str) -> Figure | None:
-    """Latency CCDF per strategy (log-log), p50/p99/p99.9 marked; facets size × nodelay."""
-    frame = _ok(run, workload, auto_sndbuf=False)
-    lat = {c: a for c in frame["case"] if (a := run.latencies_us(c)) is not None}
-    frame = frame[frame["case"].isin(lat)]
-    if frame.empty:
-        return None
-    sizes = sorted(frame["msg_size"].astype(int).unique())[:4]
-    facets = sorted(frame["nd"].unique())
-    fig, axes = new_figure(len(facets), len(sizes), sharex=True, sharey=True)
-    marks = ((0.5, "o", "p50"), (0.01, "s", "p99"), (0.001, "^", "p99.9"))
-    for i, size in enumerate(sizes):
-        for j, nd in enumerate(facets):
-            ax = axes[i][j]
-            part = frame[(frame["msg_size"] == size) & (frame["nd"] == nd)]
-            for _, row in part.iterrows():
-                a = lat[row["case"]]
-                label = row["series"] + (
-                    "" if row["sb"] == 0 else f" · sndbuf {size_label(row['sb'])}")
-                probs = np.geomspace(1.0, 1.0 / len(a), 200)
-                ax.plot(np.quantile(a, 1 - probs), probs, lw=1.2, color=color(row["series"]),
-                        ls="-" if row["sb"] == 0 else ":", label=label)
-                for p, marker, _ in marks:
-                    if len(a) * p >= 1:
-                        ax.plot([np.quantile(a, 1 - p)], [p], marker, ms=4,
-                                color=color(row["series"]))
-            for p, _, name in marks:
-                ax.axhline(p, color="grey", lw=0.6, ls="--")
-                ax.annotate(name, (1.0, p), xycoords=("axes fraction", "data"), fontsize=7,
-                            ha="right", va="bottom", color="grey")
-            log_axis(ax, "x", fmt_us)
-            log_axis(ax, "y", lambda v: f"{v:g}")
-            ax.set_title(f"{size_label(size)}, {_nd(nd)}")
-            if part.empty:
-                ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center",
-                        color="grey")
-        axes[i][0].set_ylabel("P(latency > x)")
-    for ax in axes[-1]:
-        ax.set_xlabel("latency per operation")
-    figure_legend(fig, axes)
-    fig.suptitle(f"{workload}: latency CCDF (markers: p50 ●, p99 ■, p99.9 ▲)")
-    return fig
-
-
-def figure_legend(fig: Figure, axes: np.ndarray, ncols: int = 5) -> None:
-    """One legend below the panels, each label once, in first-seen order."""
-    handles: dict[str, Any] = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncols=min(ncols, len(handles)))
-
-
-def _grouped_bars(ax: Axes, part: pd.DataFrame, column: str, log: bool,
-                  fmt: Callable[[float], str], upper: str | None = None) -> None:
-    names = sorted(part["series"].unique(), key=strategy_key)
-    x = np.arange(len(names))
-    for k, nd in enumerate((False, True)):
-        sub = part[part["nd"] == nd].drop_duplicates("series").set_index("series")
-        vals = [float(sub[column].get(n, np.nan)) for n in names]
-        tops = np.asarray(vals, dtype=float)
-        yerr = None
-        if upper is not None:
-            hi = [float(sub[upper].get(n, np.nan)) for n in names]
-            yerr = [np.zeros(len(names)), np.clip(np.nan_to_num(np.subtract(hi, vals)), 0, None)]
-            tops = np.fmax(vals, hi)
-        xs = x + (k - 0.5) * 0.4
-        ax.bar(xs, vals, 0.4, yerr=yerr, capsize=2, color=ND_COLORS[nd], label=_nd(nd))
-        # the figure above the bar and its whisker
-        for xi, top, v in zip(xs, tops, vals, strict=True):
-            if np.isfinite(v):
-                ax.annotate(fmt(v), (xi, top), textcoords="offset points", xytext=(0, 3),
-                            ha="center", va="bottom", fontsize=6, rotation=90)
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    if log:
-        log_axis(ax, "y", fmt)
-    ax.margins(y=0.25)
-
-
-def nagle(run: StoredRun) -> Figure | None:
-    """The Nagle × delayed-ACK trap: wwr p50 (bar) to p99 (whisker) by strategy × nodelay."""
-    frame = _ok(run, "wwr")
-    frame = frame[pd.to_numeric(frame["lat_p50_us"], errors="coerce") > 0]
-    if frame.empty:
-        return None
-    sizes = sorted(frame["msg_size"].astype(int).unique())[:4]
-    fig, axes = new_figure(len(sizes), sharey=True, width=5.2)
-    for ax, size in zip(axes[0], sizes, strict=True):
-        _grouped_bars(ax, frame[frame["msg_size"] == size], "lat_p50_us", True, fmt_us,
-                      upper="lat_p99_us")
-        ax.set_title(f"write-write-read, {size_label(size)}")
-    axes[0][0].set_ylabel("latency per request (log)")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
-    fig.suptitle("The Nagle trap: p50 (bar) and p99 (whisker) by strategy and TCP_NODELAY")
-    return fig
-
-
-def segments(run: StoredRun) -> Figure | None:
-    """TCP segments and send calls per message by strategy, each workload's smallest size."""
-    frame = _ok(run, ("stream", "rr", "wwr", "pipeline", "file"))
-    metrics = [(c, t) for c, t in (("segs_per_msg", "TCP segments per message"),
-                                   ("send_calls_per_msg", "send calls per message"))
-               if pd.to_numeric(frame[c], errors="coerce").notna().any()]
-    if frame.empty or not metrics:
-        return None
-    workloads = [w for w in ("stream", "rr", "wwr", "pipeline", "file")
-                 if w in set(frame["workload"])]
-    fig, axes = new_figure(len(workloads), len(metrics), width=3.6, height=3.0)
-    for j, workload in enumerate(workloads):
-        part = frame[frame["workload"] == workload]
-        size = int(part["msg_size"].min())
-        part = part[part["msg_size"] == size]
-        for i, (column, title) in enumerate(metrics):
-            _grouped_bars(axes[i][j], part, column, False, lambda v: f"{v:.3g}")
-            axes[i][j].set_title(f"{workload} {size_label(size)}")
-            axes[i][0].set_ylabel(title)
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
-    fig.suptitle("What reaches the wire: segments and send calls per message")
-    return fig
-
-
-def cpu(run: StoredRun) -> Figure | None:
-    """CPU seconds per GB moved, client and peer, vs message size (stream and file)."""
-    frame = _ok(run, ("stream", "file"))
-    cols = [("cpu_s_per_gb_client", "client"), ("cpu_s_per_gb_peer", "peer")]
-    frame = frame[frame[[c for c, _ in cols]].apply(pd.to_numeric, errors="coerce")
-                  .gt(0).any(axis=1)]
-    if frame.empty:
-        return None
-    fig, axes = new_figure(2, sharey=True)
-    for ax, (column, side) in zip(axes[0], cols, strict=True):
-        for (workload, series, nd), rows in frame.groupby(["workload", "series", "nd"],
-                                                          sort=True):
-            rows = rows.sort_values("msg_size")
-            label = f"{series} ({'nd on' if nd else 'nd off'})" + (
-                "" if workload == "stream" else f" [{workload}]")
-            ax.plot(rows["msg_size"].astype(int), pd.to_numeric(rows[column], errors="coerce"),
-                    marker="o" if workload == "stream" else "D", ms=3, lw=1.1,
-                    ls="--" if nd else "-", color=color(series), label=label)
-        size_axis(ax, frame["msg_size"].astype(int).tolist())
-        log_axis(ax)
-        ax.set_title(f"{side} CPU")
-        ax.set_xlabel("message size")
-    axes[0][0].set_ylabel("CPU seconds per GB")
-    axes[0][1].legend(loc="upper right", ncols=2)
-    fig.suptitle("CPU cost per GB moved (dashed: TCP_NODELAY on)")
-    return fig
-
-
-def sndbuf(run: StoredRun) -> Figure | None:
-    """SO_SNDBUF requested vs read back, and throughput by sndbuf × size (heatmap)."""
-    frame = with_keys(run.ok)
-    set_rows = frame[frame["sb"] > 0]
-    eff = pd.to_numeric(set_rows["sndbuf_eff"], errors="coerce")
-    if set_rows.empty or not eff.notna().any():
-        return None
-    stream = frame[(frame["workload"] == "stream")
-                   & pd.to_numeric(frame["throughput_bps"], errors="coerce").gt(0)]
-    swept = stream[stream["sb"] > 0]
-    fig, axes = new_figure(2 if not swept.empty else 1, width=5.4, height=3.8)
-    ax = axes[0][0]
-    pairs = pd.DataFrame({"req": set_rows["sb"], "eff": eff}).dropna().drop_duplicates()
-    pairs = pairs.sort_values(["req", "eff"])
-    ax.plot(pairs["req"], pairs["eff"], "o", color="#c44e52", label="read back")
-    grid = np.array(sorted(set(pairs["req"])), dtype=float)
-    ax.plot(grid, grid, color="grey", lw=0.8, ls="--", label="as requested")
-    ax.plot(grid, 2 * grid, color="grey", lw=0.8, ls=":", label="2 × requested")
-    log_axis(ax, "x", size_label, base=2)
-    log_axis(ax, "y", size_label, base=2)
-    floor = int(pairs["eff"].min())
-    ax.annotate(f"floor: {floor} B", (grid[0], floor), textcoords="offset points",
-                xytext=(6, 8), fontsize=8)
-    ax.set_xlabel("SO_SNDBUF requested (bytes)")
-    ax.set_ylabel("SO_SNDBUF read back (bytes)")
-    ax.set_title("the kernel doubles and clamps")
-    ax.legend(loc="upper left")
-    if not swept.empty:
-        counts = swept["strategy"].value_counts()
-        strategy = max(sorted(counts.index), key=lambda s: (counts[s], s == "sendall"))
-        part = stream[stream["strategy"] == strategy]
-        nd = part.loc[part["sb"] > 0, "nd"].mode().iloc[0]
-        part = part[part["nd"] == nd]
-        table = part.pivot_table(index="sb", columns="msg_size", values="throughput_bps",
-                                 aggfunc="first").sort_index() / 1e9
-        ax = axes[0][1]
-        shown = np.log10(table / table.loc[0]) if 0 in table.index else np.log10(table)
-        finite = np.abs(shown.to_numpy(dtype=float))
-        finite = finite[np.isfinite(finite)]
-        span = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-        im = ax.imshow(shown.to_numpy(dtype=float), cmap="RdBu", vmin=-span, vmax=span,
-                       aspect="auto")
-        for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
-            if not np.isfinite(v):
-                ax.text(j, i, "not measured", ha="center", va="center", fontsize=6,
-                        color="grey")
-            else:
-                dark = abs(float(shown.iat[i, j])) > 0.6 * span
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
-                        color="white" if dark else "black")
-        ax.set_xticks(range(table.shape[1]), [size_label(s) for s in table.columns])
-        ax.set_yticks(range(table.shape[0]),
-                      ["auto" if s == 0 else size_label(s) for s in table.index])
-        ax.grid(False)
-        ax.set_xlabel("message size")
-        ax.set_ylabel("SO_SNDBUF requested")
-        ax.set_title(f"stream/{strategy}, {_nd(nd)}: Gbit/s")
-        fig.colorbar(im, ax=ax, label="log10 (throughput / auto)" if 0 in table.index
-                     else "log10 Gbit/s")
-    fig.suptitle("SO_SNDBUF: requested vs effective, and what it does to throughput")
-    return fig
-
-
-# name, title, builder: the order is the report's order
-RUN_CHARTS: list[tuple[str, str, Callable[[StoredRun], Figure | None]]] = [
-    ("throughput-stream", "Throughput vs message size (stream)", throughput),
-    ("throughput-file", "Throughput vs file size (file)", lambda r: throughput(r, "file")),
-    ("ccdf-rr", "Latency CCDF: request/response", lambda r: ccdf(r, "rr")),
-    ("ccdf-wwr", "Latency CCDF: write-write-read", lambda r: ccdf(r, "wwr")),
-    ("ccdf-pipeline", "Latency CCDF: pipeline", lambda r: ccdf(r, "pipeline")),
-    ("nagle", "The Nagle trap (write-write-read)", nagle),
-    ("segments", "Segments and send calls per message", segments),
-    ("cpu", "CPU seconds per GB", cpu),
-    ("sndbuf", "SO_SNDBUF requested vs effective", sndbuf),
-]
-
-
-def render(builder: Callable[..., Figure | None], *args: Any, out_dir: Path, name: str
+def render(builder: Callable[..., Chart], *args: Any, out_dir: Path, name: str
            ) -> list[Path] | None:
-    """Build a chart under the fixed style and save it; ``None`` when it has no data."""
+    """Build a chart under the fixed style and save it: ``name.png``/``.svg`` for the first
+    panel, ``name-2`` … for more; ``None`` when it has no data."""
     with style():
-        fig = builder(*args)
-        if fig is None:
+        made = figures_of(builder(*args))
+        if not made:
             return None
-        return save(fig, out_dir, name)
+        paths: list[Path] = []
+        for k, fig in enumerate(made, 1):
+            paths += save(fig, out_dir, name if k == 1 else f"{name}-{k}")
+        return paths
+
+
+def show(doc: Doc, builder: Callable[..., Chart], *args: Any, out_dir: Path, prefix: str,
+         name: str, alt: str, caption: str = "", skipped: str = "") -> bool:
+    """Render a chart and add it to ``doc`` as one figure of its panels; when it has no
+    data, add the note ``skipped`` (if any). Returns whether it was drawn."""
+    paths = render(builder, *args, out_dir=out_dir, name=name)
+    if not paths:
+        if skipped:
+            doc.note(skipped)
+        return False
+    doc.figures([(f"{prefix}/{png.name}", f"{prefix}/{svg.name}")
+                 for png, svg in zip(paths[::2], paths[1::2], strict=True)], alt, caption)
+    return True

@@ -132,7 +132,7 @@ def _line_chart(frame: pd.DataFrame, workload: str, column: str, scale: float,
     part = _lines(frame, workload, column)
     if part.empty:
         return None
-    fig, axes = charts.new_figure(1, width=6.4, height=3.8)
+    fig, axes = charts.panel(height=4.2)
     ax = axes[0][0]
     _plot(ax, part, scale)
     _conns_axis(ax, part["_conns"].tolist())
@@ -164,8 +164,8 @@ def fairness_chart(frame: pd.DataFrame) -> Figure | None:
     spread = _lines(spread, "stream", "_spread")
     if jain.empty and spread.empty:
         return None
-    fig, axes = charts.new_figure(2, width=4.6, height=3.6)
-    left, right = axes[0]
+    fig, axes = charts.panel(2, 1, height=7.6)  # stacked: one phone-wide image
+    left, right = axes[:, 0]
     if not jain.empty:
         _plot(left, jain)
         _conns_axis(left, jain["_conns"].tolist())
@@ -312,16 +312,14 @@ def add_section(doc: Doc, run: StoredRun, charts_dir: Path, prefix: str) -> None
     doc.note(SEMANTICS)
     slug = charts.slug(run.label)
     for name, title, builder in CHARTS:
-        stem = f"{slug}-{name}"
-        if charts.render(builder, frame, out_dir=charts_dir, name=stem):
-            doc.figure(f"{prefix}/{stem}.png", f"{prefix}/{stem}.svg", title, title)
-        else:
-            doc.note(f"{title}: skipped, no data in this run.")
+        charts.show(doc, builder, frame, out_dir=charts_dir, prefix=prefix, name=f"{slug}-{name}",
+                    alt=title, caption=title, skipped=f"{title}: skipped, no data in this run.")
     for workload in ("stream", "rr"):
         table = figures(frame, workload) if not frame.empty else pd.DataFrame()
         if not table.empty:
             doc.heading(4, f"{workload}: each driver case's figures")
-            doc.table(table, collapse_after=20, summary=f"{len(table)} {workload} driver cases")
+            doc.table(table, collapse_after=20, summary=f"{len(table)} {workload} driver cases",
+                      wide=True)
     if failed:
         doc.note(f"{failed} driver case(s) failed and are left out (see Quality notes).")
     judged = verdict_rows(run)
@@ -331,7 +329,7 @@ def add_section(doc: Doc, run: StoredRun, charts_dir: Path, prefix: str) -> None
                                                               sort=False):
             doc.heading(4, f"{judged_workload} · {config} · drivers against {BASE_DRIVER}")
             doc.table(verdict_table(part), collapse_after=40,
-                      summary=f"{len(part)} driver verdicts")
+                      summary=f"{len(part)} driver verdicts", wide=True)
     if not frame.empty:
         doc.para(peer_sentence(frame, run.meta))
     left_out = [(str(p[0]), str(p[1])) for p in run.meta.get("skipped") or []

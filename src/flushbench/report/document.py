@@ -2,13 +2,16 @@
 
     flushbench report RUN [RUN ...] [--out DIR]
 
-Per run measured in interleaved rounds (schema 2) the section opens with the answer: the A/A
-noise floor (a WARNING when a twin came out different), the paired verdicts per workload and
-size band, and their forest plot. Then, as for older runs: set-up and both ends' metadata,
-quality notes, recommendations, myths, charts and the full table. With two or more runs, a
-comparison against the first follows. Nothing in
-the output depends on the time or place it was built, so unchanged runs give byte-identical
-files (the test suite checks this).
+A run's section opens with its answer. For a run measured in interleaved rounds (schema 2):
+the A/A noise floor (a WARNING when a twin came out different), the paired verdicts per
+workload and size band beside their forest plot; for an older run, what it measured. Then the
+Nagle trap and the send paths (throughput against sendall, what reaches the wire),
+recommendations and myths; the sections on unix sockets, TLS and drivers where the run has
+them; the other charts (latency CCDFs, CPU, SO_SNDBUF); and last how it was measured: method,
+harness ceiling, quality notes, both machines (folded in HTML) and every case. With two or
+more runs, a comparison against the first follows. The HTML page works at 390 px: tables
+scroll in their own box, a chart's panels stack. Nothing in the output depends on the time or
+place it was built, so unchanged runs give byte-identical files (the test suite checks this).
 """
 
 from __future__ import annotations
@@ -25,13 +28,25 @@ from ..analysis.quality import findings
 from ..analysis.runs import StoredRun, open_runs
 from ..case import size_label
 from ..errors import UsageError
+from ..files import make_dirs
 from ..results import atomic_write
-from . import charts, compare, concurrency, forest, recommend, transports, verdicts
+from . import (
+    charts,
+    compare,
+    concurrency,
+    forest,
+    morecharts,
+    recommend,
+    sendpath,
+    transports,
+    verdicts,
+)
 from .format import finding_sentence, finite, fmt_bps, fmt_num, fmt_us, numeric
-from .markup import Doc
+from .markup import Doc, Fold
 from .tls import add_sections as tls_sections
 
 CHARTS = "charts"
+RUN_CHARTS = sendpath.CHARTS + morecharts.CHARTS  # every chart of a run, in the report's order
 HOST_ROWS = [("CPU", "cpu_model"), ("CPUs", "cpu_count"), ("kernel", "kernel"), ("OS", "os"),
              ("memory", "mem_total"), ("Python", "python"), ("implementation", "python_impl"),
              ("io.DEFAULT_BUFFER_SIZE", "io_default_buffer_size"),
@@ -46,7 +61,7 @@ def build_report(runs: Sequence[Path], out: Path,
     out = Path(out)
     charts_dir = out / CHARTS
     try:
-        charts_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(charts_dir)  # the umask's mode; under sudo, the sudo user's
     except OSError as exc:
         raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     for old in sorted(charts_dir.glob("*.png")) + sorted(charts_dir.glob("*.svg")):
@@ -61,7 +76,7 @@ def build_report(runs: Sequence[Path], out: Path,
         doc.heading(2, "Comparison")
         compare.add_sections(doc, stored, compare_frame(stored), charts_dir, CHARTS)
     doc.heading(2, "Runs in this report")
-    doc.table(_overview(stored))
+    doc.table(_overview(stored), wide=True)
     with atomic_write(out / "README.md") as fh:
         fh.write(doc.markdown())
     with atomic_write(out / "index.html") as fh:
@@ -130,13 +145,11 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
              f"least {verdicts.fmt_pct(numeric(effect)) if finite(effect) else '3 %'}.")
     frame = verdicts.view(run)
     doc.columns()  # the forest plot beside the tables: both open the page (HTML)
-    stem = f"{charts.slug(run.label)}-forest"
     title = "Forest plot: each case's ratio to its baseline on the headline metric"
-    if charts.render(forest.forest, run, out_dir=charts_dir, name=stem):
-        doc.figure(f"{CHARTS}/{stem}.png", f"{CHARTS}/{stem}.svg", title,
-                   f"{title} (95 % intervals over rounds; hollow diamonds: A/A twins)")
-    else:
-        doc.note(f"{title}: skipped, no verdict with data in this run.")
+    charts.show(doc, forest.forest, run, out_dir=charts_dir, prefix=CHARTS,
+                name=f"{charts.slug(run.label)}-forest", alt=title,
+                caption=f"{title} (95 % intervals over rounds; hollow diamonds: A/A twins)",
+                skipped=f"{title}: skipped, no verdict with data in this run.")
     doc.next_column()
     if frame.empty:
         doc.note("No verdict names a case of this run's table.")
@@ -158,35 +171,34 @@ def _measured(meta: dict[str, Any]) -> str:
             f"values ({pyperf.get('warmups', '?')} warmup)")
 
 
-def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
+def _setup(run: StoredRun) -> str:
     meta = run.meta
-    doc.heading(2, run.label)
-    paired = verdicts.has_verdicts(run)
-    if paired:
-        _answer(doc, run, charts_dir)
-        doc.heading(3, "Set-up")
     suite = meta.get("suite") or {}
-    doc.para(f"Suite **{suite.get('name', '?')}**"
-             + (f" ({suite['description']})" if suite.get("description") else "")
-             + f", transport **{meta.get('transport') or '?'}**"
-             + (f", link `{meta['link']}`" if meta.get("link") else "")
-             + f", created {meta.get('created', '?')}; {_measured(meta)}; flushbench "
-             f"{meta.get('flushbench_version', '?')}; schema {meta.get('schema_version')}. "
-             f"{len(run.table)} cases, {len(run.failed)} failed.")
-    doc.heading(3, "Machines")
-    doc.table(_hosts(meta))
-    settings = _settings(meta)
-    if not settings.empty:
-        doc.table(settings, collapse_after=1, summary="kernel settings and interfaces")
-    _quality(doc, run)
-    _ceiling(doc, meta)
+    return (f"Suite **{suite.get('name', '?')}**"
+            + (f" ({suite['description']})" if suite.get("description") else "")
+            + f", transport **{meta.get('transport') or '?'}**"
+            + (f", link `{meta['link']}`" if meta.get("link") else "")
+            + f", created {meta.get('created', '?')}; {_measured(meta)}; flushbench "
+            f"{meta.get('flushbench_version', '?')}; schema {meta.get('schema_version')}. "
+            f"{len(run.table)} cases, {len(run.failed)} failed.")
+
+
+def _charts(doc: Doc, run: StoredRun, charts_dir: Path,
+            chosen: Sequence[tuple[str, str, Callable[[StoredRun], charts.Chart]]]) -> None:
+    slug = charts.slug(run.label)
+    for name, title, builder in chosen:
+        charts.show(doc, builder, run, out_dir=charts_dir, prefix=CHARTS, name=f"{slug}-{name}",
+                    alt=title, caption=title, skipped=f"{title}: skipped, no data in this run.")
+
+
+def _advice(doc: Doc, run: StoredRun, paired: bool) -> None:
     doc.heading(3, "Recommendations")
     recs = recommend.recommendations(run)
     if recs.empty:
         doc.note("No finished case with a headline figure: nothing to recommend.")
     else:
-        recs["cases"] = recs["cases"].map(lambda cs: ", ".join(f"`{c}`" for c in cs))
-        doc.table(recs)
+        recs["cases"] = recs["cases"].map(_cases_cell)
+        doc.table(recs, wide=True)
         doc.note("Best = highest throughput (stream, file) or lowest p50 latency (rr, wwr, "
                  "pipeline) over the band's sizes; compared with sendall at the same size and "
                  "options; significance: "
@@ -196,19 +208,54 @@ def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     for myth in recommend.myths(run):
         doc.para(f"**“{myth.claim}”** — {myth.verdict}.")
         doc.bullets(myth.evidence)
+
+
+def _cases_cell(cases: Sequence[str]) -> str | Fold:
+    """The cases behind a recommendation: folded in HTML when there are several (a row per
+    case id would make a phone's table row tall)."""
+    text = ", ".join(f"`{c}`" for c in cases)
+    return Fold(f"{len(cases)} cases", text) if len(cases) > 1 else text
+
+
+def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
+    """A run's section: the answer first (verdicts, the Nagle trap and the send paths,
+    advice), then the sections on transports, TLS and drivers, the other charts, and last
+    how it was measured: method, quality notes, the machines (folded) and every case."""
+    meta = run.meta
+    doc.heading(2, run.label)
+    paired = verdicts.has_verdicts(run)
+    if paired:
+        _answer(doc, run, charts_dir)
+    else:  # no verdicts: what the run measured opens its section
+        doc.para(_setup(run))
+    single = not run.ok.empty  # a finished single-connection case: charts and advice
+    if single:
+        doc.heading(3, "The Nagle trap and the send paths")
+        _charts(doc, run, charts_dir, sendpath.CHARTS)
+        _advice(doc, run, paired)
+    else:
+        doc.note("No single-connection case of this run finished: no send-path charts, "
+                 "recommendations or myths.")
     transports.add_section(doc, run, charts_dir, CHARTS)  # unix vs loopback, if measured
     tls_sections(doc, run, charts_dir, CHARTS)  # TLS: makefile, cost per strategy, Nagle
     concurrency.add_section(doc, run, charts_dir, CHARTS)  # many connections: drivers
-    doc.heading(3, "Charts")
-    slug = charts.slug(run.label)
-    for name, title, builder in charts.RUN_CHARTS:
-        stem = f"{slug}-{name}"
-        if charts.render(builder, run, out_dir=charts_dir, name=stem):
-            doc.figure(f"{CHARTS}/{stem}.png", f"{CHARTS}/{stem}.svg", title, title)
-        else:
-            doc.note(f"{title}: skipped, no data in this run.")
+    if single:
+        doc.heading(3, "More charts")
+        _charts(doc, run, charts_dir, morecharts.CHARTS)
+    if paired:
+        doc.heading(3, "Method")
+        doc.para(_setup(run))
+    _ceiling(doc, meta)
+    _quality(doc, run)
+    doc.heading(3, "Machines")
+    doc.details(f"Both ends: CPU, kernel, Python, {len(_settings(meta))} kernel settings and "
+                "interface MTUs")
+    doc.table(_hosts(meta))
+    doc.table(_settings(meta))
+    doc.end_details()
     doc.heading(3, "All cases")
-    doc.table(_results(run), collapse_after=25, summary=f"all {len(run.table)} cases")
+    doc.table(_results(run), collapse_after=25, summary=f"all {len(run.table)} cases",
+              wide=True)
 
 
 def _hosts(meta: dict[str, Any]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import FuncFormatter
 
 from ..analysis.runs import StoredRun
 from ..case import headline
@@ -26,8 +26,7 @@ from .verdicts import view
 COLORS = {"better": "#1a7f37", "worse": "#b42318", "same": "#8c8c8c"}
 ROW_HEIGHT = 0.24  # inches per comparison
 PANEL_EXTRA = 0.9  # inches per panel: title, axis and tick labels
-COARSE = (0.1, 0.2, 0.33, 0.5, 0.67, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # plain ratios to tick
-FINE = (0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5)
+WIDTH = 8.0  # inches: beside the verdict tables on a wide screen, alone on a phone
 
 
 def rows(run: StoredRun) -> pd.DataFrame:
@@ -52,12 +51,9 @@ def _label(row: pd.Series) -> str:
 
 
 def _ratio_axis(ax: Axes) -> None:
-    """A log x axis; a narrow one ticked at plain ratios (0.8, 0.9, 1, 1.25) instead."""
-    charts.log_axis(ax, "x")
-    low, high = ax.get_xlim()
-    if high / low <= 12:
-        ticks = [t for t in (FINE if high / low <= 2.5 else COARSE) if low <= t <= high]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
+    """A log x axis ticked at plain ratios (0.8, 0.9, 1, 1.25; 0.01, 0.1, 0.5, 1, 2)."""
+    charts.ratio_axis(ax, "x", most=7)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 def forest(run: StoredRun, axis: str | None = None,
@@ -75,7 +71,7 @@ def forest(run: StoredRun, axis: str | None = None,
     counts = [int((frame["workload"] == w).sum()) for w in workloads]
     height = ROW_HEIGHT * sum(counts) + PANEL_EXTRA * len(workloads) + 0.8
     with charts.style():
-        fig = Figure(figsize=(9.0, height), dpi=100, layout="constrained")
+        fig = Figure(figsize=(WIDTH, height), dpi=100, layout="constrained")
         axes = fig.subplots(len(workloads), 1, squeeze=False,
                             gridspec_kw={"height_ratios": [c + 2.5 for c in counts]})
     for ax, workload in zip(axes[:, 0], workloads, strict=True):
@@ -90,7 +86,7 @@ def forest(run: StoredRun, axis: str | None = None,
             else:
                 ax.plot([ratio], [yi], "o", ms=5, color=colour)
         ax.axvline(1.0, color="black", lw=0.8)
-        ax.set_yticks(y, [_label(r) for _, r in part.iterrows()])
+        ax.set_yticks(y, [_label(r) for _, r in part.iterrows()], fontsize=9)
         ax.set_ylim(-0.7, len(part) - 0.3)
         ax.grid(False, axis="y")
         low = float(part["ci_low"].astype(float).min())
@@ -99,8 +95,8 @@ def forest(run: StoredRun, axis: str | None = None,
         ax.set_xlim(min(low, 1.0) / pad, max(high, 1.0) * pad)
         _ratio_axis(ax)
         head = headline(workload)
-        ax.set_title(f"{workload}: {head.label}, case / baseline "
-                     f"({'higher' if head.higher_is_better else 'lower'} is better)")
+        ax.set_title(f"{workload}: {head.label}, case / baseline "  # over the labels too
+                     f"({'higher' if head.higher_is_better else 'lower'} is better)", loc="right")
     axes[-1, 0].set_xlabel("ratio to the baseline (log scale; 1 = no difference)")
     handles = [Line2D([], [], color=COLORS[v], marker="o", lw=1.6, label=v)
                for v in ("better", "worse", "same")]

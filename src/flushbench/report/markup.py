@@ -17,25 +17,37 @@ import numbers
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 CSS = """
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
-max-width:1200px;padding:0 1rem;color:#222;line-height:1.45}
-h1,h2,h3{line-height:1.2}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
-table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.85rem}
+max-width:1200px;padding:0 1rem;color:#222;line-height:1.45;overflow-wrap:break-word}
+h1,h2,h3,h4{line-height:1.2;overflow-wrap:anywhere}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
+.scroll{overflow-x:auto;max-width:100%;margin:.6rem 0 1.2rem}
+table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.diff td{background:#fff5d6}code{font-size:.85em;background:#f4f4f4;padding:0 .2em}
-figure{margin:1rem 0 2rem}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.85rem;color:#555}.note{color:#666;font-style:italic}
+td.nw{white-space:nowrap}
+tr.diff td{background:#fff5d6}code{font-size:.85em;background:#f4f4f4;padding:0 .2em;
+overflow-wrap:anywhere}td code{overflow-wrap:normal}
+table.wide{min-width:60rem}table.wide td code{white-space:nowrap}
+figure{margin:1rem 0 2rem;max-width:100%}figure img{max-width:100%;height:auto;
+border:1px solid #eee;display:block}
+.panels{display:grid;gap:.75rem;align-items:start;
+grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr))}
+figcaption{font-size:.85rem;color:#555;margin-top:.3rem}.note{color:#666;font-style:italic}
 .good{color:#1a7f37;font-weight:600}.bad{color:#b42318;font-weight:600}
-details{margin:.5rem 0 1rem}summary{cursor:pointer}
+details{margin:.5rem 0 1rem}summary{cursor:pointer}td details{margin:0}
 .cols{display:flex;gap:1.5rem;align-items:flex-start}.col{flex:1 1 0;min-width:0}
 @media (max-width:900px){.cols{display:block}}
+@media (max-width:600px){body{margin:1rem auto;padding:0 .6rem}h1{font-size:1.6rem}
+h2{font-size:1.3rem}table{font-size:.78rem}th,td{padding:.2rem .35rem}}
 """.strip()
 
 # -- text from anywhere, shown as text ------------------------------------------------------
@@ -141,7 +153,7 @@ def inline_html(value: Any) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    return md_inline(value, in_table=True)
+    return md_inline(value.text if isinstance(value, Fold) else value, in_table=True)
 
 
 def _is_num(value: Any) -> bool:
@@ -151,6 +163,29 @@ def _is_num(value: Any) -> bool:
 def anchor(text: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to dashes."""
     return re.sub(r"[^\w\- ]", "", printable(text).lower()).replace(" ", "-")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A table cell shown folded in HTML (``<details>``: ``summary``, opened to ``text``) and
+    as ``text`` in Markdown: a long list of case ids that would make a row tall."""
+
+    summary: str
+    text: str
+
+
+SHORT = 12  # characters: a cell this short ('64 B', '0.819–0.856') is never broken
+
+
+def _html_cell(value: Any) -> str:
+    if isinstance(value, Fold):
+        return (f"<td><details><summary>{inline_html(value.summary)}</summary>"
+                f"{inline_html(value.text)}</details></td>")
+    css = ["num"] if _is_num(value) else []
+    if len("".join(p for _, p in _spans(printable(value)))) <= SHORT:
+        css.append("nw")
+    cls = f' class="{" ".join(css)}"' if css else ""
+    return f"<td{cls}>{inline_html(value)}</td>"
 
 
 class Doc:
@@ -183,8 +218,10 @@ class Doc:
                          + "</ul>")
 
     def table(self, frame: pd.DataFrame, highlight: Sequence[bool] | None = None,
-              collapse_after: int = 0, summary: str = "") -> None:
-        """A table; rows flagged in ``highlight`` are marked; long ones fold in HTML."""
+              collapse_after: int = 0, summary: str = "", wide: bool = False) -> None:
+        """A table; rows flagged in ``highlight`` are marked; long ones fold in HTML. A
+        ``wide`` one keeps a width to read it by on a phone, scrolling in its box instead of
+        squeezing every column into a tall, narrow row."""
         if frame.empty:
             return
         cols = [str(c) for c in frame.columns]
@@ -202,10 +239,11 @@ class Doc:
         body = []
         for i, row in enumerate(rows):
             mark = ' class="diff"' if highlight is not None and highlight[i] else ""
-            body.append(f"<tr{mark}>" + "".join(
-                f'<td class="num">{inline_html(v)}</td>' if _is_num(v) else
-                f"<td>{inline_html(v)}</td>" for v in row) + "</tr>")
-        block = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            body.append(f"<tr{mark}>" + "".join(_html_cell(v) for v in row) + "</tr>")
+        # a wide table scrolls inside its own box, never the page (a 390 px phone)
+        table = '<table class="wide">' if wide else "<table>"
+        block = (f'<div class="scroll">{table}<thead><tr>{head}</tr></thead>'
+                 f"<tbody>{''.join(body)}</tbody></table></div>")
         if collapse_after and len(rows) > collapse_after:
             block = (f"<details><summary>{inline_html(summary or f'{len(rows)} rows')}"
                      f"</summary>{block}</details>")
@@ -213,15 +251,39 @@ class Doc:
 
     def figure(self, png: str, svg: str, alt: str, caption: str = "") -> None:
         """An image referenced relatively (PNG shown, SVG linked)."""
-        self.md += [f"![{md_text(printable(alt))}]({png})", ""]
+        self.figures([(png, svg)], alt, caption)
+
+    def figures(self, images: Sequence[tuple[str, str]], alt: str, caption: str = "") -> None:
+        """One figure of one or more panels, each a (PNG, SVG) pair referenced relatively.
+        In HTML the panels sit in a grid: side by side on a wide screen, stacked on a phone."""
+        if not images:
+            return
+        shown = printable(alt)
+        many = len(images) > 1
+        for k, (png, _) in enumerate(images, 1):
+            self.md += [f"![{md_text(f'{shown} ({k} of {len(images)})' if many else shown)}]"
+                        f"({png})", ""]
         if caption:
-            self.md += [f"*{md_inline(caption, block=True)}* ([SVG]({svg}))", ""]
+            links = ", ".join(f"[SVG{f' {k}' if many else ''}]({svg})"
+                              for k, (_, svg) in enumerate(images, 1))
+            self.md += [f"*{md_inline(caption, block=True)}* ({links})", ""]
+        imgs = "".join(
+            f'<a href="{html.escape(svg)}"><img src="{html.escape(png)}" '
+            f'alt="{html.escape(f"{shown} ({k} of {len(images)})" if many else shown)}" '
+            f'data-chart="{html.escape(png)}" loading="eager"></a>'
+            for k, (png, svg) in enumerate(images, 1))
         self.html.append(
-            f'<figure><a href="{html.escape(svg)}"><img src="{html.escape(png)}" '
-            f'alt="{html.escape(printable(alt))}" data-chart="{html.escape(png)}" '
-            'loading="eager"></a>'
-            + (f"<figcaption>{inline_html(caption)} (click for SVG)</figcaption>"
-               if caption else "") + "</figure>")
+            "<figure>" + (f'<div class="panels">{imgs}</div>' if many else imgs)
+            + (f"<figcaption>{inline_html(caption)} ({'click a panel' if many else 'click'} "
+               "for SVG)</figcaption>" if caption else "") + "</figure>")
+
+    def details(self, summary: str) -> None:
+        """Fold what follows, up to :meth:`end_details`, under ``summary`` (HTML only;
+        Markdown reads on in order)."""
+        self.html.append(f"<details><summary>{inline_html(summary)}</summary>")
+
+    def end_details(self) -> None:
+        self.html.append("</details>")
 
     def columns(self) -> None:
         """Start two columns side by side (HTML only; Markdown reads on in order)."""

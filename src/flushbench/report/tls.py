@@ -74,9 +74,9 @@ def _section(doc: Doc, run: StoredRun, title: str, part: pd.DataFrame, records: 
     doc.note(SEMANTICS[title])
     name = f"{charts.slug(run.label)}-{stem}"
     cases = sorted(set(part["case"]))
-    if charts.render(forest.forest, run, axis, cases, out_dir=charts_dir, name=name):
-        doc.figure(f"{prefix}/{name}.png", f"{prefix}/{name}.svg", title,
-                   f"{title} (headline metric, 95 % intervals over rounds)")
+    charts.show(doc, forest.forest, run, axis, cases, out_dir=charts_dir, prefix=prefix,
+                name=name, alt=title,
+                caption=f"{title} (headline metric, 95 % intervals over rounds)")
     for (workload, band), group in part.groupby(["workload", "band"], sort=False):
         doc.heading(4, f"{workload} · {band} · {title}")
         doc.table(verdicts.display(group), collapse_after=40, summary=f"{len(group)} verdicts")

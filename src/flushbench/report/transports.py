@@ -53,9 +53,8 @@ def add_section(doc: Doc, run: StoredRun, charts_dir: Path, prefix: str) -> None
     doc.note(SEMANTICS)
     stem = f"{charts.slug(run.label)}-unix-vs-loopback"
     title = "Unix sockets against loopback TCP: each unix case / the same case over loopback"
-    if charts.render(forest.forest, run, AXIS, out_dir=charts_dir, name=stem):
-        doc.figure(f"{prefix}/{stem}.png", f"{prefix}/{stem}.svg", title,
-                   f"{title} (headline metric, 95 % intervals over rounds)")
+    charts.show(doc, forest.forest, run, AXIS, out_dir=charts_dir, prefix=prefix, name=stem,
+                alt=title, caption=f"{title} (headline metric, 95 % intervals over rounds)")
     for (workload, band), group in part.groupby(["workload", "band"], sort=False):
         doc.heading(4, f"{workload} · {band} · unix vs loopback")
         doc.table(verdicts.display(group), collapse_after=40,
