@@ -63,10 +63,15 @@ PUBLISHED = ["results/epyc-2core-vm/20261202-153707-quick",
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Rebuild results/report from the published runs (posargs: RUN... [--out DIR])."""
+    """Rebuild results/report from the published runs (posargs: RUN... [--out DIR]), and
+    with chromium on PATH its screenshots at 1280 x 800 and 390 x 844."""
     session.install("-e", ".")
     session.run("flushbench", "report", *(session.posargs or [*PUBLISHED, "--out",
                                                               "results/report"]))
+    if not session.posargs and shutil.which("chromium"):
+        session.run("python", "tests/test_report_layout.py", "results/report/index.html",
+                    "1280x800:results/report/screenshot.png",
+                    "390x844:results/report/screenshot-390.png")
 
 
 @nox.session
