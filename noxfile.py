@@ -64,8 +64,9 @@ PUBLISHED = ["results/epyc-2core-vm/20261202-153707-quick",
 @nox.session
 def report(session: nox.Session) -> None:
     """Rebuild results/report from the published runs (posargs: RUN... [--out DIR]), and
-    with chromium on PATH its screenshots at 1280 x 800 and 390 x 844."""
-    session.install("-e", ".")
+    with chromium on PATH its screenshots at 1280 x 800 and 390 x 844 (the layout test's
+    Chromium driver, run as a script)."""
+    session.install("-e", ".[test]")
     session.run("flushbench", "report", *(session.posargs or [*PUBLISHED, "--out",
                                                               "results/report"]))
     if not session.posargs and shutil.which("chromium"):
