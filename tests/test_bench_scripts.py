@@ -24,7 +24,7 @@ from synthetic import case_data, make_meta, small_cases
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = ["bench_overhead", "bench_wall", "bench_repeat", "bench_breakdown",
-           "bench_verdicts", "bench_connections"]
+           "bench_verdicts", "bench_connections", "bench_iperf", "bench_harness_loop"]
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module, _common
 
 
@@ -288,3 +288,18 @@ def test_connections_compares_real_connections(tmp_path: Path) -> None:
     [got] = json.loads(out.read_text())["sets"]
     assert got["relative"][0] == 0 and len(got["relative"]) == 2
     assert got["between_sd"] >= 0 and got["predicted_sd"] > 0
+
+
+def test_harness_loop_pairs_values_on_one_connection(tmp_path: Path) -> None:
+    """Two connections, two pairs each: every pair has both figures, and the ratio and its
+    interval are finite and ordered."""
+    out = tmp_path / "loop.json"
+    done = run_script(str(BENCH / "bench_harness_loop.py"), "--conns", "2", "--values", "2",
+                      "--size", "16K", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "harness / plain loop on the same connection" in done.stdout
+    got = json.loads(out.read_text())
+    assert len(got["pairs"]) == 4 and all(r["harness"] > 0 and r["plain"] > 0
+                                          for r in got["pairs"])
+    low, high = got["summary"]["ci95"]
+    assert 0 < low <= got["summary"]["ratio"] <= high
