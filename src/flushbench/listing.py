@@ -69,8 +69,8 @@ def list_records() -> list[dict[str, Any]]:
     for name, cls in strategies.REGISTRY.items():
         out.append({"kind": "strategy", "name": name, "summary": cls.summary, "cases": None,
                     "unavailable": cls.unavailable() or "",
-                    "tls": f"unavailable: {cls.tls_unavailable}" if cls.tls_unavailable
-                    else cls.tls_note or ""})
+                    "tls": f"unavailable over TLS: {cls.tls_unavailable}"
+                    if cls.tls_unavailable else cls.tls_note or ""})
     out += [{"kind": "workload", "name": name, "summary": "", "cases": None,
              "unavailable": "", "tls": ""} for name in WORKLOADS]
     for name, path in available_suites().items():
@@ -104,7 +104,7 @@ def list_all(fmt: str, path: Path | None) -> int:
             why = f"  [unavailable: {r['unavailable']}]" if r["unavailable"] else ""
             lines.append(f"  {r['name']:<10} {r['summary']}{why}")
             if r["tls"]:
-                lines.append(f"  {'':<10} over TLS: {r['tls']}")
+                lines.append(f"  {'':<10} {r['tls']}")
         elif kind == "workload":
             lines.append(f"  {r['name']}")
         elif kind == "suite":
