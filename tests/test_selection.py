@@ -113,3 +113,19 @@ def test_named_selectors_fold_into_the_filters(capsys: pytest.CaptureFixture[str
     assert cli.main(["run", "--dry-run", "--size", "big"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'big' is not a byte count" in err
+
+
+def test_a_filter_that_starts_with_a_dash_is_a_pattern(capsys: pytest.CaptureFixture[str],
+                                                        ) -> None:
+    """``-f -c16-`` selects by a piece of the id, as ``-f=-c16-`` would; ``-f -q`` is still
+    a forgotten pattern (argparse's usage error)."""
+    import json
+
+    assert cli.main(["run", "--suite", "concurrency", "--dry-run", "-f", "-c16-",
+                     "--filter", "-selectors", "--format", "json"]) == 0
+    ids = [r["case"] for r in json.loads(capsys.readouterr().out)]
+    assert ids and all("-c16-selectors" in i for i in ids)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--suite", "concurrency", "--dry-run", "-f", "-q"])
+    assert exc.value.code == 2
+    assert "expected one argument" in capsys.readouterr().err

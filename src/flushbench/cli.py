@@ -29,6 +29,7 @@ from .cliargs import (
     _size,
     _sizes,
     complete,
+    dash_patterns,
 )
 from .errors import FlushbenchError
 from .remote.agent import DEFAULT_DURATION, DEFAULT_HANDSHAKE
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:  # bare flushbench: what it can do, not an error line
         parser.print_help()
         return 2
-    args = parser.parse_args(argv)
+    args = parser.parse_args(dash_patterns(argv))
     try:
         _fold_selectors(args)
         return commands.COMMANDS[args.command](args)

@@ -122,6 +122,27 @@ def _add_format(parser: argparse.ArgumentParser, records: str, short_o: bool = T
                         help="write there instead of standard output")
 
 
+def dash_patterns(argv: list[str]) -> list[str]:
+    """``--filter -c1-`` as ``--filter=-c1-``: argparse takes a value that starts with a dash
+    for an option, and a piece of a case id often does (-c1-, -nd0, -trio). Two or three
+    letters (``-f -q``, ``-f -qv``) are left to argparse: a forgotten pattern, not a piece."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("-f", "--filter"):
+            value = next(it, None)
+            if value is not None and value.startswith("-") and not value.startswith("--") \
+                    and (len(value) > 3 or not value[1:].isalpha()):
+                out.append(f"--filter={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
 def _fold_selectors(args: argparse.Namespace) -> None:
     """The named selectors as key=value filters beside --filter; a pattern that can never
     match (an unknown key, a bad value) is a usage error now."""
