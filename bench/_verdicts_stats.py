@@ -174,19 +174,63 @@ def power_rows(verdicts: pd.DataFrame, factors: Mapping[str, float]) -> pd.DataF
     return rows
 
 
-def power_table(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per nominal slowdown: tries, how many were called worse (and better: wrong way)."""
+def cell_of(case_id: str) -> str:
+    """The cell a case of the generated suite belongs to: 'stream s16K', 'rr s64'."""
+    parts = case_id.split("-")
+    return f"{parts[0]} {parts[2]}" if len(parts) > 2 else case_id
+
+
+def worse_without_bh(rows: pd.DataFrame, alpha: float = 0.05, min_effect: float = 0.03
+                     ) -> pd.Series:
+    """Which rows the verdict rule calls "worse" with each row's own p in place of its BH q:
+    how much of the power the false-discovery correction over the run's comparisons costs."""
+    ratio = rows["ratio"].astype(float)
+    excludes = (rows["ci_low"] > 1.0) | (rows["ci_high"] < 1.0)
+    big = np.abs(np.log(ratio)) >= math.log1p(min_effect)
+    wrong_way = (ratio > 1.0) == rows["higher_is_better"].astype(bool)
+    out: pd.Series = (rows["p_value"] < alpha) & excludes & big & ~wrong_way
+    return out
+
+
+def power_table(rows: pd.DataFrame, by_cell: bool = False) -> list[dict[str, Any]]:
+    """Per nominal slowdown (and per cell with ``by_cell``): tries, how many were called
+    worse (and better: the wrong way), and how many would be without BH."""
+    keys = rows["case"].map(cell_of) if by_cell else pd.Series("", index=rows.index)
+    groups = sorted({(float(f), str(k)) for f, k in zip(rows["factor"], keys)})
     table = []
-    for factor in sorted(float(f) for f in rows["factor"].unique()):
-        g = rows[rows["factor"] == factor]
+    for factor, cell in groups:
+        g = rows[(rows["factor"] == factor) & (keys == cell)]
         worse = int((g["verdict"] == "worse").sum())
-        table.append({"factor": factor, "tries": len(g), "worse": worse,
+        table.append({**({"cell": cell} if by_cell else {}),
+                      "factor": factor, "tries": len(g), "worse": worse,
                       "better": int((g["verdict"] == "better").sum()),
                       "share": share(worse, len(g)),
+                      "worse_without_bh": int(worse_without_bh(g).sum()),
                       "slowdown_median": float(g["slowdown"].median()),
                       "slowdown_min": float(g["slowdown"].min()),
                       "slowdown_max": float(g["slowdown"].max())})
     return table
+
+
+def cell_noise(aa: pd.DataFrame, effect: float = 0.05, z_power: float = 0.8416
+               ) -> list[dict[str, Any]]:
+    """Per cell, from its A/A rows on the headline metric: the median 95 % half-width, the
+    per-round sd of the log ratio it implies (half-width x sqrt(R) / t), and about how many
+    rounds a paired t test would need to find ``effect`` 80 % of the time, before BH:
+    ((t + z) x sd / ln(1 + effect))^2."""
+    from scipy import stats
+
+    out = []
+    for cell, g in aa.groupby(aa["case"].map(cell_of)):
+        rounds = g["rounds"].astype(float)
+        half = np.log(g["ci_high"].astype(float) / g["ratio"].astype(float))
+        t = stats.t.ppf(0.975, np.maximum(rounds - 1, 1))
+        sd = float(np.median(half * np.sqrt(rounds) / t))
+        need = ((1.96 + z_power) * sd / math.log1p(effect)) ** 2
+        out.append({"cell": str(cell), "comparisons": len(g),
+                    "half_width": float(np.expm1(np.median(half))), "round_sd": sd,
+                    "rounds_for_effect": int(math.ceil(need)), "effect": effect})
+    return out
 
 
 def smallest_detected(table: Sequence[Mapping[str, Any]], level: float = POWER_LEVEL

@@ -195,14 +195,16 @@ def figures(b: Bench, runs: Sequence[StoredRun]) -> dict[str, Any]:
     verdicts = pd.concat([r.verdicts for r in runs], ignore_index=True)
     rows = vs.power_rows(verdicts, b.factors)
     table = vs.power_table(rows)
+    headline_aa = vs.aa_rows(verdicts, b.aliases, True)
     overhead = countdown_overhead_ns()
     effect = b.args.min_effect
     return {
         "aa": {"paired": vs.aa_counts(vs.aa_rows(verdicts, b.aliases), min_effect=effect),
-               "paired_headline": vs.aa_counts(vs.aa_rows(verdicts, b.aliases, True),
-                                               min_effect=effect),
+               "paired_headline": vs.aa_counts(headline_aa, min_effect=effect),
+               "cell_noise": vs.cell_noise(headline_aa),
                "welch_interleaved": vs.add_counts(welch(r, b.aliases) for r in runs)},
-        "power": {"table": table, "smallest_80": vs.smallest_detected(table),
+        "power": {"table": table, "by_cell": vs.power_table(rows, by_cell=True),
+                  "smallest_80": vs.smallest_detected(table),
                   "targets": vs.power_targets(table), "strategies": b.factors,
                   "countdown_ns": overhead,
                   "countdown_share_max": countdown_share(runs, overhead),
@@ -239,11 +241,13 @@ def summary(out: Mapping[str, Any]) -> list[str]:
         lines += ["Power: slowed sendall called worse on the headline metric (target >= 80 % "
                   "at 5 %, >= 95 % at 10 %)",
                   f"  {'slowdown':>8} {'tries':>6} {'worse':>6} {'better':>6} {'share':>8}  "
-                  "measured slowdown: median (range)"]
+                  "measured slowdown: median (range); worse without BH"]
         for r in power["table"]:
             lines.append(f"  {pct(r['factor'], 0):>8} {r['tries']:>6} {r['worse']:>6} "
                          f"{r['better']:>6} {pct(r['share']):>8}  {pct(r['slowdown_median'])}"
-                         f" ({pct(r['slowdown_min'])} to {pct(r['slowdown_max'])})")
+                         f" ({pct(r['slowdown_min'])} to {pct(r['slowdown_max'])}); "
+                         f"{r.get('worse_without_bh', 'n/a')}")
+        lines += _by_cell(power.get("by_cell") or [], (aa or {}).get("cell_noise") or [])
         met = ", ".join(f"{k}: {'n/a' if v is None else _met(v)}"
                         for k, v in power["targets"].items())
         lines += [f"  smallest slowdown called worse in >= 80 % of tries: "
@@ -261,6 +265,34 @@ def summary(out: Mapping[str, Any]) -> list[str]:
                       f"{m} {c['within']}/{c['pairs']}" for m, c in rep["by_metric"].items())]
     lines.append(f"time: {out['elapsed_s'] / 60:.1f} min")
     return lines
+
+
+def _by_cell(by_cell: Sequence[Mapping[str, Any]], noise: Sequence[Mapping[str, Any]]
+             ) -> list[str]:
+    """Per cell: worse/tries at each slowdown (without BH in brackets), and its A/A noise:
+    the per-round sd of the log ratio and about how many rounds 80 % power at 5 % needs."""
+    if not by_cell:
+        return []
+    factors = sorted({float(r["factor"]) for r in by_cell})
+    noisy = {str(n["cell"]): n for n in noise}
+    lines = ["  per cell: worse/tries (without BH) at " + ", ".join(pct(f, 0) for f in factors)
+             + "; A/A per-round sd; rounds for 80 % power at 5 % (before BH)"]
+    for cell in sorted({str(r["cell"]) for r in by_cell}, key=_cell_order):
+        got = {float(r["factor"]): r for r in by_cell if r["cell"] == cell}
+        tries = "  ".join(f"{got[f]['worse']}/{got[f]['tries']} ({got[f]['worse_without_bh']})"
+                          if f in got else "-" for f in factors)
+        n = noisy.get(cell)
+        tail = f"sd {pct(n['round_sd'])}, ~{n['rounds_for_effect']} rounds" if n else "-"
+        lines.append(f"    {cell:<13} {tries}   {tail}")
+    return lines
+
+
+def _cell_order(cell: str) -> tuple[str, int]:
+    workload, _, size = cell.partition(" s")
+    try:
+        return workload, parse_size(size)
+    except ValueError:
+        return workload, 0
 
 
 def _of(c: Mapping[str, Any]) -> str:

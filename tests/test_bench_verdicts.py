@@ -185,6 +185,53 @@ def test_power_table_counts_worse_on_the_headline_metric() -> None:
     assert vs.power_table(vs.power_rows(frame(), factors)) == []
 
 
+def test_power_by_cell_and_without_bh() -> None:
+    """Per cell: the tries at each slowdown, and which would be "worse" with p in place of
+    q (a BH-adjusted q over 0.05 with p under it, the interval below 1, 6 % slower)."""
+    vs = bench("_verdicts_stats")
+    factors = {"slow5": 0.05, "slow10": 0.10}
+    s5 = "stream-slow5-s16K-p2-nd0-sbauto-loopback"
+    table = frame(
+        vrow(s5, "throughput_bps", 0.94, "same", low=0.90, high=0.98, p=0.01, q=0.08),
+        vrow(s5.replace("s16K", "s64"), "throughput_bps", 0.94, "worse", low=0.92, high=0.96,
+             p=0.001, q=0.01),
+        vrow(s5.replace("slow5", "slow10"), "throughput_bps", 0.98, "same", low=0.95,
+             high=1.01, p=0.2, q=0.4),
+        # a p under 0.05 the wrong way (faster) is not "worse" without BH either
+        vrow(s5.replace("s16K", "s1M"), "throughput_bps", 1.06, "same", low=1.02, high=1.1,
+             p=0.01, q=0.2))
+    rows = vs.power_rows(table, factors)
+    assert vs.cell_of(s5) == "stream s16K"
+    assert list(vs.worse_without_bh(rows)) == [True, True, False, False]
+    by_cell = {(r["cell"], r["factor"]): (r["tries"], r["worse"], r["worse_without_bh"])
+               for r in vs.power_table(rows, by_cell=True)}
+    assert by_cell == {("stream s16K", 0.05): (1, 0, 1), ("stream s64", 0.05): (1, 1, 1),
+                       ("stream s1M", 0.05): (1, 0, 0), ("stream s16K", 0.10): (1, 0, 0)}
+    overall = vs.power_table(rows)
+    assert [(r["factor"], r["tries"], r["worse_without_bh"]) for r in overall] == [
+        (0.05, 3, 2), (0.10, 1, 0)]
+
+
+def test_cell_noise_turns_interval_widths_into_rounds_needed() -> None:
+    """A/A rows with a ±10 % interval over 10 rounds: per-round sd = ln(1.1) x sqrt(10) / t,
+    and the rounds for 80 % power at 5 %; a four-times narrower cell needs 16 times fewer."""
+    from scipy import stats
+
+    vs = bench("_verdicts_stats")
+    wide = "stream-alias_a-s16K-p2-nd0-sbauto-loopback"
+    narrow = "stream-alias_a-s64-p2-nd0-sbauto-loopback"
+    aa = frame(vrow(wide, "throughput_bps", 1.0, "same", low=0.9, high=1.1),
+               vrow(narrow, "throughput_bps", 1.0, "same", low=0.975, high=1.025))
+    got = {n["cell"]: n for n in vs.cell_noise(aa)}
+    sd = math.log(1.1) * math.sqrt(10) / stats.t.ppf(0.975, 9)
+    assert got["stream s16K"]["round_sd"] == pytest.approx(sd)
+    assert got["stream s16K"]["half_width"] == pytest.approx(0.1)
+    need = ((1.96 + 0.8416) * sd / math.log(1.05)) ** 2
+    assert got["stream s16K"]["rounds_for_effect"] == math.ceil(need)
+    ratio = got["stream s16K"]["rounds_for_effect"] / got["stream s64"]["rounds_for_effect"]
+    assert 14 <= ratio <= 18  # (ln 1.1 / ln 1.025)^2 = 15.1, up to rounding up
+
+
 def test_power_from_synthetic_rounds_finds_known_slowdowns() -> None:
     """Through verdicts.build: 5 % and 10 % slower strategies are called worse in every
     cell of synthetic rounds with 10 % drift and 1 % jitter; the aliases are not."""
