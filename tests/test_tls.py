@@ -245,6 +245,24 @@ def test_a_tls_run_writes_the_tls_columns_and_no_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_resumed_tls_run_logs_the_new_ca(tmp_path: Path) -> None:
+    """--resume makes a new throwaway CA (no key is ever kept): meta.json keeps the first
+    part's fingerprint and logs the resume with the new one; the CA dir goes again."""
+    out, tmp = _run(tmp_path)
+    first = json.loads((out / "meta.json").read_text())["tls_ca_sha256"]
+    done = flushbench_cli("run", "--resume", str(out), "--quiet", env={"TMPDIR": str(tmp)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["tls_ca_sha256"] == first
+    [entry] = meta["resumed"]
+    assert len(entry["tls_ca_sha256"]) == 64 and entry["tls_ca_sha256"] != first
+    assert entry["created"][:4].isdigit()
+    assert not list(tmp.glob("flushbench-tls-*"))
+    shown = flushbench_cli("show", str(out), "--format", "json")  # the logged run still loads
+    assert shown.returncode == 0 and json.loads(shown.stdout), shown.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_the_ca_directory_goes_also_after_a_failing_case(tmp_path: Path) -> None:
     """The peer crashes in every TLS case (it is restarted for each visit, with its
     certificate): each case fails with the reason, the run ends, the CA dir goes."""

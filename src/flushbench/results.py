@@ -106,6 +106,17 @@ class RunWriter:
         make_dirs(Path(run_dir) / SAMPLES)
         return cls(run_dir, meta, table.to_dict("records"))
 
+    def note_resume(self, created: str, tls_ca_sha256: str | None = None) -> None:
+        """Log a --resume in meta.json ("resumed": one entry each, with the fingerprint of
+        the new throwaway CA a TLS run's resumed cases trusted; meta's own "tls_ca_sha256"
+        stays the first part's)."""
+        past = self.meta.get("resumed")
+        entries = [e for e in past if isinstance(e, dict)] if isinstance(past, list) else []
+        entries.append({"created": created,
+                        **({"tls_ca_sha256": tls_ca_sha256} if tls_ca_sha256 else {})})
+        self.meta["resumed"] = entries
+        self.write_meta()
+
     def done_ids(self, include_failed: bool = False) -> set[str]:
         return {cid for cid, r in self.rows.items() if include_failed or not r.get("error")}
 

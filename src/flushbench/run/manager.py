@@ -308,6 +308,8 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
                                unix=any(c.transport == "unix" for c in suite.cases), tls=tls)
             if opts.resume:
                 writer = RunWriter.reopen(opts.resume)
+                writer.note_resume(time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                   link.extra.get("tls_ca_sha256"))
             else:
                 run_dir = Path(opts.out) if opts.out else default_run_dir(opts, suite, host)
                 if target.label:
