@@ -26,6 +26,7 @@ POWER_LEVEL = 0.80  # "the smallest effect detected 80 % of the time"
 REPEAT_METRICS = ("throughput_bps", "lat_p50_us")
 REPEAT_TOLERANCE = 0.05
 REPEAT_TARGET = 0.90
+FAR_RATIO = 10.0  # ratios beyond 10x either way: one side is a timer (see repeatability)
 
 
 def workload_of(case_id: str) -> str:
@@ -269,8 +270,15 @@ def repeatability(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = REPEAT_TO
     n, k = len(both), int(both["within"].sum())
     by_metric = {str(m): {"pairs": len(g), "within": int(g["within"].sum())}
                  for m, g in both.groupby("metric")}
+    by_cell = {str(c): {"pairs": len(g), "within": int(g["within"].sum())}
+               for c, g in both.groupby(both["case"].map(cell_of))}
+    # A ratio over 10x from 1 has one side in a timer (the 40 ms delayed-ACK trap), which
+    # does not drift with the host: the ratio then carries the other side's absolute drift.
+    far = (both["ratio_a"] < FAR_RATIO ** -1) | (both["ratio_a"] > FAR_RATIO)
     worst = both.sort_values("dev", ascending=False).head(5)
     return {"pairs": n, "within": k, "share": share(k, n), "tolerance": tolerance,
             "unmatched": len(ua) + len(ub) - 2 * n, "by_metric": by_metric,
+            "by_cell": by_cell, "far": {"pairs": int(far.sum()),
+                                        "within": int((far & both["within"]).sum())},
             "median_dev": float(both["dev"].median()) if n else math.nan,
             "worst": worst[[*key, "ratio_a", "ratio_b", "dev"]].to_dict("records")}

@@ -263,6 +263,15 @@ def summary(out: Mapping[str, Any]) -> list[str]:
                   f"±{pct(rep['tolerance'], 0)} ({pct(rep['share'])}); median |B/A - 1| "
                   f"{pct(rep['median_dev'])}; by metric: " + ", ".join(
                       f"{m} {c['within']}/{c['pairs']}" for m, c in rep["by_metric"].items())]
+        far = rep.get("far") or {}
+        if far.get("pairs"):
+            lines.append(f"  of them over 10x from 1 (one side in a timer, e.g. the 40 ms "
+                         f"delayed-ACK trap): {far['within']}/{far['pairs']}")
+        cells = rep.get("by_cell") or {}
+        if cells:
+            lines.append("  by cell: " + ", ".join(
+                f"{c} {v['within']}/{v['pairs']}" for c, v in
+                sorted(cells.items(), key=lambda kv: _cell_order(kv[0]))))
     lines.append(f"time: {out['elapsed_s'] / 60:.1f} min")
     return lines
 

@@ -281,9 +281,27 @@ def test_repeatability_counts_ratios_within_five_percent() -> None:
     assert rep["by_metric"] == {"lat_p50_us": {"pairs": 1, "within": 0},
                                 "throughput_bps": {"pairs": 2, "within": 2}}
     assert rep["worst"][0]["case"] == r and rep["worst"][0]["dev"] == pytest.approx(0.125)
+    assert rep["by_cell"] == {"rr s64": {"pairs": 1, "within": 0},
+                              "stream s64": {"pairs": 2, "within": 2}}
+    assert rep["far"] == {"pairs": 0, "within": 0}
     assert vs.repeatability(a, b, tolerance=0.2)["within"] == 3
     assert vs.repeatability(a, a)["share"] == 1.0
     assert math.isnan(vs.repeatability(frame(), frame())["share"])
+
+
+def test_repeatability_sets_apart_ratios_against_a_timer() -> None:
+    """A ratio over 10x from 1 (a case out of the 40 ms delayed-ACK trap against a baseline
+    in it) is counted apart as well as in the total."""
+    vs = bench("_verdicts_stats")
+    w = "wwr-coalesce-s64-p2-nd0-sbauto-loopback"
+    a = frame(vrow(w, "lat_p50_us", 0.0012, "better"), vrow(SA + "-twin", "throughput_bps",
+                                                            1.0, "same", axis="A/A"))
+    b = frame(vrow(w, "lat_p50_us", 0.0014, "better"), vrow(SA + "-twin", "throughput_bps",
+                                                            1.01, "same", axis="A/A"))
+    rep = vs.repeatability(a, b)
+    assert (rep["pairs"], rep["within"]) == (2, 1)
+    assert rep["far"] == {"pairs": 1, "within": 0}
+    assert rep["by_cell"]["wwr s64"] == {"pairs": 1, "within": 0}
 
 
 # -- the slowed strategies and the script -----------------------------------------------------

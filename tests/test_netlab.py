@@ -372,8 +372,11 @@ def test_teardown_on_exit_and_exception(root: None) -> None:
             stray.wait()
 
 
+# The owner raises KeyboardInterrupt on SIGINT even when started from a background job
+# of a shell without job control (which starts its children with SIGINT ignored).
 _OWNER = """
-import json, sys, time
+import json, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from flushbench.netlab import Netlab
 with Netlab("delay=1ms") as lab:
     print(json.dumps({"ns": [lab.client_ns, lab.server_ns], "relay": lab.relay_pid}), flush=True)
