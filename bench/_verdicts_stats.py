@@ -103,6 +103,16 @@ def aa_rows(verdicts: pd.DataFrame, aliases: Collection[str],
     return verdicts[keep]
 
 
+def called_without_bh(rows: pd.DataFrame, alpha: float = 0.05, min_effect: float = 0.03
+                      ) -> pd.Series:
+    """Which verdicts.csv rows the verdict rule (``verdicts.verdict``) calls better or worse
+    with each row's own p in place of its Benjamini-Hochberg q."""
+    excludes = (rows["ci_low"] > 1.0) | (rows["ci_high"] < 1.0)
+    big = np.abs(np.log(rows["ratio"].astype(float))) >= math.log1p(min_effect)
+    out: pd.Series = (rows["p_value"] < alpha) & excludes & big
+    return out
+
+
 def aa_counts(rows: pd.DataFrame, alpha: float = 0.05, min_effect: float = 0.03
               ) -> dict[str, Any]:
     """How many A/A rows were called better or worse; and the same without BH, and how
@@ -112,8 +122,7 @@ def aa_counts(rows: pd.DataFrame, alpha: float = 0.05, min_effect: float = 0.03
         return {"comparisons": 0, "called": 0, "share": math.nan}
     called = rows["verdict"].isin(CALLED)
     excludes = (rows["ci_low"] > 1.0) | (rows["ci_high"] < 1.0)
-    big = np.abs(np.log(rows["ratio"].astype(float))) >= math.log1p(min_effect)
-    raw = (rows["p_value"] < alpha) & excludes & big
+    raw = called_without_bh(rows, alpha, min_effect)
     by_metric = {str(m): {"comparisons": len(g), "called": int(g["verdict"].isin(CALLED).sum())}
                  for m, g in rows.groupby("metric")}
     worst = rows.loc[called, ["case", "metric", "ratio", "q_value", "verdict"]]
@@ -185,11 +194,8 @@ def worse_without_bh(rows: pd.DataFrame, alpha: float = 0.05, min_effect: float 
                      ) -> pd.Series:
     """Which rows the verdict rule calls "worse" with each row's own p in place of its BH q:
     how much of the power the false-discovery correction over the run's comparisons costs."""
-    ratio = rows["ratio"].astype(float)
-    excludes = (rows["ci_low"] > 1.0) | (rows["ci_high"] < 1.0)
-    big = np.abs(np.log(ratio)) >= math.log1p(min_effect)
-    wrong_way = (ratio > 1.0) == rows["higher_is_better"].astype(bool)
-    out: pd.Series = (rows["p_value"] < alpha) & excludes & big & ~wrong_way
+    better = (rows["ratio"].astype(float) > 1.0) == rows["higher_is_better"].astype(bool)
+    out: pd.Series = called_without_bh(rows, alpha, min_effect) & ~better
     return out
 
 

@@ -243,11 +243,16 @@ class Manager:
             frame.to_csv(fh, index=False, float_format="%.6g")
 
 
+def _now() -> str:
+    """Local time as meta.json writes it (``created``, and each ``resumed`` entry)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: dict[str, Any],
                run_dir: Path, extra: dict[str, Any], seed: int) -> dict[str, Any]:
     return {
         "run_id": run_dir.name, "machine_id": opts.machine or machine_id(host),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": _now(),
         "suite": {"name": suite.name, "description": suite.description, "source": suite.source,
                   "cases": len(suite.cases)},
         "filters": opts.filters, "client": host, "peer": peer_meta,
@@ -308,8 +313,7 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
                                unix=any(c.transport == "unix" for c in suite.cases), tls=tls)
             if opts.resume:
                 writer = RunWriter.reopen(opts.resume)
-                writer.note_resume(time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                   link.extra.get("tls_ca_sha256"))
+                writer.note_resume(_now(), link.extra.get("tls_ca_sha256"))
             else:
                 run_dir = Path(opts.out) if opts.out else default_run_dir(opts, suite, host)
                 if target.label:
