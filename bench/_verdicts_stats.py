@@ -72,12 +72,13 @@ def ops_of(budget: Suite, workload: str, size: int) -> int:
     return (exact or [max(same, default=10_000)])[0]
 
 
-def suite_toml(name: str, description: str, settings: Mapping[str, int | float],
+def suite_toml(name: str, description: str, settings: Mapping[str, int | float | str],
                groups: Iterable[Group]) -> str:
     """A suite file: ``[suite]`` from ``settings``, a ``[[matrix]]`` per group (rr with
-    TCP_NODELAY on, as the quick suite measures it)."""
+    TCP_NODELAY on, as the quick suite measures it; its congestion control too)."""
     lines = ["[suite]", f"name = {json.dumps(name)}", f"description = {json.dumps(description)}"]
-    lines += [f"{key} = {value!r}" for key, value in settings.items()]
+    lines += [f"{key} = {json.dumps(value) if isinstance(value, str) else repr(value)}"
+              for key, value in settings.items()]
     for g in groups:
         lines += ["", "[[matrix]]", f"workload = {json.dumps(g.workload)}",
                   f"strategy = {json.dumps(list(g.strategies))}", f"msg_size = {g.size}",

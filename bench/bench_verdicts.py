@@ -96,10 +96,10 @@ class Bench:
         self.cells = [("stream", s) for s in args.stream_sizes] + [("rr", s)
                                                                     for s in args.rr_sizes]
 
-    def settings(self) -> dict[str, int | float]:
+    def settings(self) -> dict[str, int | float | str]:
         b = self.budget
         return {"rounds": self.rounds, "values": self.values, "warmups": b.warmups,
-                "value_time": b.value_time, "timeout": b.timeout}
+                "value_time": b.value_time, "timeout": b.timeout, "cc": b.cc}
 
     def write_suite(self, name: str, slowed: bool) -> Path:
         """The cells with sendall, the aliases and (``slowed``) the slowed strategies."""
@@ -219,7 +219,8 @@ def summary(out: Mapping[str, Any]) -> list[str]:
     aa = out.get("aa")
     if aa:
         lines[0] += (f"; {s['rounds']} rounds x {s['values']} values x {s['value_time']} s "
-                     f"per case (the quick suite's budget); cells {', '.join(s['cells'])}; "
+                     f"per case (the quick suite's budget), congestion control "
+                     f"{s.get('cc') or 'of the host'}; cells {', '.join(s['cells'])}; "
                      f"{len(s['aliases'])} aliases; {s['runs']} run(s)")
         p, h = aa["paired"], aa["paired_headline"]
         lines += [f"A/A false positives (target <= {pct(vs.AA_TARGET, 0)}: "

@@ -61,9 +61,10 @@ def test_generated_suite_gives_one_cell_per_size_with_its_twin() -> None:
     groups = [vs.Group("stream", 64, strategies, vs.ops_of(quick, "stream", 64)),
               vs.Group("rr", 16384, (*strategies[:3], "slow5_p50"),
                        vs.ops_of(quick, "rr", 16384))]
-    settings = {"rounds": 7, "values": 2, "warmups": 0, "value_time": 0.04, "timeout": 60}
+    settings = {"rounds": 7, "values": 2, "warmups": 0, "value_time": 0.04, "timeout": 60,
+                "cc": quick.cc}
     suite = parse_suite(vs.suite_toml("v", "test", settings, groups))
-    assert (suite.rounds, suite.values, suite.value_time) == (7, 2, 0.04)
+    assert (suite.rounds, suite.values, suite.value_time, suite.cc) == (7, 2, 0.04, "cubic")
     made = cells(suite.cases)
     assert [len(c.cases) for c in made] == [5, 5]  # four strategies and the twin
     assert all(c.nodelay for c in suite.cases if c.workload == "rr")

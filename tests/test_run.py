@@ -163,6 +163,7 @@ def test_workers_see_each_cases_options(tmp_path: Path) -> None:
     record = tmp_path / "seen.jsonl"
     out = tmp_path / "run"
     proc = flushbench_cli("run", "--suite", str(suite), "--out", str(out), "--quiet",
+                          "--cc", "reno",  # built into every Linux kernel
                           "--strategy-plugin", "plugin_strategy:RecordingStrategy",
                           "--inherit-environ", "FLUSHBENCH_TEST_RECORD",
                           env={"FLUSHBENCH_TEST_RECORD": str(record)})
@@ -174,6 +175,9 @@ def test_workers_see_each_cases_options(tmp_path: Path) -> None:
     assert (stream["sndbuf_eff"] == stream["sndbuf"].map({1: 4608, 65536: 131072})).all()
     assert (stream["notsent_lowat_eff"] == stream["notsent_lowat"].fillna(0)).all()
     assert (stream[stream["sndbuf"] == 1]["opt_mismatch"].str.contains("kernel gave 4608")).all()
+    # the run's congestion control, on every connection, recorded and read back
+    assert (frame["cc_eff"] == "reno").all()
+    assert json.loads((out / "meta.json").read_text())["schedule"]["cc"] == "reno"
     rr = frame.loc["rr-recording-s100-p2-nd1-sbauto-rb32K-r10-loopback"]
     assert rr["error"] == "" and rr["rcvbuf_eff"] == 65536 and rr["reply"] == 10
     # the plugin ran in a worker process per round, each with the case's options on its

@@ -39,10 +39,51 @@ def test_sndbuf_is_doubled_and_nodelay_read_back() -> None:
         opts = sockopts.Options(nodelay=True, sndbuf=65536, notsent_lowat=16384)
         sockopts.apply(a, opts)
         eff = sockopts.read_back(a)
-        assert eff == {"nodelay_eff": True, "sndbuf_eff": 131072, "notsent_lowat_eff": 16384}
+        host_cc = open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
+        assert eff == {"nodelay_eff": True, "sndbuf_eff": 131072, "notsent_lowat_eff": 16384,
+                       "cc_eff": host_cc}  # cc never set: the host's default
         assert sockopts.mismatches(opts, eff) == ""
         sockopts.apply(a, sockopts.Options(nodelay=False))
         assert sockopts.read_back(a)["nodelay_eff"] is False
+
+
+def _other_cc() -> str:
+    """A congestion control this host offers that is not its default (reno is built in)."""
+    host = open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
+    return next(name for name in ("reno", "cubic") if name != host)
+
+
+@linux
+def test_the_runs_congestion_control_is_set_and_read_back() -> None:
+    """cc sets TCP_CONGESTION on the connected socket (not the host's default), reads back
+    as set, and a socket that is not TCP (AF_UNIX) neither takes nor reports it."""
+    name = _other_cc()
+    a, b = tcp_pair()
+    with a, b:
+        opts = sockopts.Options(cc=name)
+        sockopts.apply(a, opts)
+        eff = sockopts.read_back(a)
+        assert eff["cc_eff"] == name == sockopts.get_cc(a)
+        assert sockopts.mismatches(opts, eff) == ""
+        assert "cc requested bbr, kernel has reno" in sockopts.mismatches(
+            sockopts.Options(cc="bbr"), {"cc_eff": "reno"})
+    u, v = socket.socketpair()
+    with u, v:
+        sockopts.apply(u, sockopts.Options(cc=name))  # skipped: no TCP level
+        assert sockopts.read_back(u)["cc_eff"] is None
+
+
+@linux
+def test_an_unknown_congestion_control_is_refused_in_words() -> None:
+    """One a kernel cannot give: a reason naming what it has, before any socket of a run;
+    at setup, a SetupError (no OSError traceback)."""
+    assert sockopts.cc_unavailable(_other_cc()) is None
+    why = sockopts.cc_unavailable("nosuchcc")
+    assert why is not None and "'nosuchcc' is not available here" in why
+    assert "cubic" in why or "reno" in why  # what the kernel has
+    a, b = tcp_pair()
+    with a, b, pytest.raises(sockopts.SetupError, match="cannot set congestion control"):
+        sockopts.apply(a, sockopts.Options(cc="nosuchcc"))
 
 
 @linux

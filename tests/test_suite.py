@@ -81,6 +81,10 @@ def test_reply_defaults_follow_the_workload() -> None:
     ("[suite]\nspeed=1\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
      "unknown key 'speed'"),
     ("[suite]\nname='x'", "needs at least one [[matrix]]"),
+    ("[suite]\ncc='BBR!'\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
+     "[suite] cc must name a TCP congestion control like \"cubic\""),
+    ("[suite]\ncc=1\n[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64",
+     "[suite] cc has the wrong type"),
     ("[[matrix]]\nworkload='rr'\nstrategy='send'\nmsg_size=64\nbatch=4",
      "batch is for the pipeline workload"),
     ("[[matrix]\nbroken", "is not valid TOML"),
@@ -121,6 +125,11 @@ def test_shipped_suites_load_and_meet_their_brief() -> None:
     # both sides of TCP_NODELAY on a small stream
     small = [c for c in quick.cases if c.workload == "stream" and c.msg_size in (64, 1024)]
     assert {c.nodelay for c in small} == {False, True}
+    # the quick suite's verdicts do not hang on the host's congestion control (BBR makes
+    # each loopback connection its own speed): CUBIC on every connection; others keep the host's
+    assert quick.cc == "cubic" and smoke.cc == ""
+    assert parse_suite("[suite]\ncc = 'reno'\n[[matrix]]\nworkload = 'rr'\n"
+                       "strategy = 'send'\nmsg_size = 64").cc == "reno"
     full = load_suite("full")
     assert len(full.cases) > len(quick.cases)
 

@@ -35,6 +35,10 @@ TLS_VERSIONS = ("1.2", "1.3")  # the tls_version a case may ask for (1.3 unless 
 DRIVERS = ("threads", "selectors", "asyncio", "uvloop", "trio")
 DRIVER_WORKLOADS = ("stream", "rr")
 MAX_CONNS = 1000  # connections one case may open at once
+# A TCP congestion control's name as TCP_CONGESTION takes it (TCP_CA_NAME_MAX is 16 bytes,
+# the NUL included): "cubic", "bbr", "reno" ... A run's setting, not a case's (suite [suite]
+# cc, or flushbench run --cc).
+CC_NAME = r"[a-z][a-z0-9_]{0,14}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import NoReturn
 from .cliargs import (
     _add_format,
     _add_selectors,
+    _cc,
     _conns,
     _fold_selectors,
     _fraction,
@@ -90,6 +91,9 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run.add_argument("--rounds", type=_positive,
                      help="override the suite's rounds (each measures every case once)")
     run.add_argument("--values", type=_positive, help="override the suite's values per trial")
+    run.add_argument("--cc", type=_cc, metavar="NAME",
+                     help="TCP congestion control of the client's connections (TCP_CONGESTION), "
+                          "instead of the suite's cc; 'host' keeps the host's default")
     run.add_argument("--seed", type=_seed, metavar="N",
                      help="seed of the interleaved schedule (default: a fresh one, recorded)")
     run.add_argument("--min-effect", type=_fraction, default=0.03, metavar="F",

@@ -4,9 +4,10 @@ reason), the case selectors and output-format options, and shell completion."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
-from .case import parse_size
+from .case import CC_NAME, parse_size
 
 FORMATS = ("table", "csv", "json", "md")
 
@@ -33,6 +34,16 @@ def _seed(text: str) -> int:
     if not text.isdigit() or int(text) >= 1 << 63:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return int(text)
+
+
+def _cc(text: str) -> str:
+    """A congestion control's name, or 'host' (the host's default: "")."""
+    if text == "host":
+        return ""
+    if not re.fullmatch(CC_NAME, text):
+        raise argparse.ArgumentTypeError(f"expected a congestion control like cubic or bbr, "
+                                         f"or host, got {text!r}")
+    return text
 
 
 def _fraction(text: str) -> float:

@@ -31,17 +31,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
                         or args.rounds or args.values or args.loops_file or args.pin is not None
+                        or args.cc is not None
                         or args.seed is not None
                         or args.peer or args.link or args.transport):
         raise UsageError("--resume measures the rest as the run it resumes was measured "
                          "(suite, filters, directory, rounds, values, seed, loops, pinning, "
-                         "peer, transport); "
+                         "congestion control, peer, transport); "
                          "drop the other run options")
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
                       machine=args.machine, strategy_plugins=args.strategy_plugin,
                       pin=auto_pin() if args.pin is None else args.pin,
-                      rounds=args.rounds, values=args.values, seed=args.seed,
+                      rounds=args.rounds, values=args.values, cc=args.cc, seed=args.seed,
                       min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,
                       inherit_environ=args.inherit_environ,

@@ -165,8 +165,8 @@ def dry_run(opts: RunOptions, fmt: str = "table", path: Path | None = None) -> i
                                  else f"~{r['estimate_s']:.1f} s") for r in records]
     twins = sum(c.twin for cell in groups for c in cell.cases)
     lines.append(f"{len(suite.cases)} cases and {twins} A/A twins in {len(groups)} cells, "
-                 f"{suite.rounds} rounds x {suite.values} values per trial: estimated "
-                 f"{total / 60:.1f} min")
+                 f"{suite.rounds} rounds x {suite.values} values per trial, congestion "
+                 f"control {suite.cc or 'of the host'}: estimated {total / 60:.1f} min")
     _write_text("\n".join(lines) + "\n", path)
     return 0
 

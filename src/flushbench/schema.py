@@ -47,6 +47,7 @@ METRIC_COLUMNS = [
     "rtt_us",  # tcpi_rtt at the end of the case
     "cpu_s_per_gb_client", "cpu_s_per_gb_peer",  # CPU seconds per GB moved, both directions
     "nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff",
+    "cc_eff",  # the client socket's TCP congestion control, read back
     "opt_mismatch",  # empty when every option reads back as requested
     "msgs", "bytes", "values", "loops", "duration_s",
     "host_speed",  # the host's CPU speed around the case: million loops/s (hostspeed.py)
@@ -65,7 +66,7 @@ METRIC_COLUMNS = [
 ]
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
 STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error",
-                  "tls_version", "tls_cipher", "driver"}
+                  "tls_version", "tls_cipher", "driver", "cc_eff"}
 BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin", "tls"}
 NUMBER_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS | BOOL_COLUMNS]
 # whole numbers of bytes or counts: the case's parameters (msg_size in every row) and what
@@ -119,6 +120,7 @@ class ResultRow(TypedDict, total=False):
     sndbuf_eff: int | None
     rcvbuf_eff: int | None
     notsent_lowat_eff: int | None
+    cc_eff: str  # "" where not TCP (unix)
     opt_mismatch: str
     msgs: int
     bytes: int
@@ -226,6 +228,9 @@ PUBLIC: tuple[Column, ...] = (
     _c("rcvbuf_eff", "Int64", "bytes", "the peer's SO_RCVBUF read back"),
     _c("notsent_lowat_eff", "Int64", "bytes", "TCP_NOTSENT_LOWAT read back (0: none set on "
        "the socket); <NA>: not TCP"),
+    _c("cc_eff", "string", "", "the client socket's TCP congestion control read back "
+       "(TCP_CONGESTION: the run's cc, else the host's default); <NA>: not TCP, or a run "
+       "before it was recorded", unset=True),
     _c("opt_mismatch", "string", "", "each option the kernel did not take as asked; empty "
        "when all did"),
     _c("msgs", "Int64", "messages", "messages sent in the timed values"),

@@ -33,7 +33,7 @@ class MultiSession:
     """``case.conns`` connections to the peer at ``addr`` under ``case.driver``."""
 
     def __init__(self, case: Case, addr: tuple[str, int], io_timeout: float = 30.0,
-                 ticket: str | None = None) -> None:
+                 ticket: str | None = None, *, cc: str = "") -> None:
         start = time.perf_counter()
         self.case, self.io_timeout = case, io_timeout
         self.phases: dict[str, float] = {"connect_s": 0.0, "file_s": 0.0, "setup_s": 0.0,
@@ -44,7 +44,7 @@ class MultiSession:
         self.socks: list[socket.socket] = []
         self.driver: Driver | None = None
         self.rcvbuf_eff: Any = None
-        self.opts = sockopts.Options(case.nodelay, case.sndbuf, case.notsent_lowat)
+        self.opts = sockopts.Options.of(case, cc)
         try:
             why = unavailable(case.driver) or misfit(
                 case.driver, case.strategy, case.workload,
@@ -66,8 +66,8 @@ class MultiSession:
 
     @classmethod
     def connect(cls, case: Case, addr: tuple[str, int], io_timeout: float = 30.0,
-                ticket: str | None = None) -> MultiSession:
-        return cls(case, addr, io_timeout, ticket)
+                ticket: str | None = None, *, cc: str = "") -> MultiSession:
+        return cls(case, addr, io_timeout, ticket, cc=cc)
 
     def _connect(self, addr: tuple[str, int], ticket: str | None) -> socket.socket:
         try:

@@ -81,9 +81,10 @@ class Session:
 
     def __init__(self, case: Case, sock: socket.socket, io_timeout: float = 30.0,
                  ticket: str | None = None, *, ca: str | None = None,
-                 server_host: str = "127.0.0.1") -> None:
+                 server_host: str = "127.0.0.1", cc: str = "") -> None:
         start = time.perf_counter()
         self.case, self.sock, self.io_timeout = case, sock, io_timeout
+        self.cc = cc  # the run's congestion control for this socket; "": the host's
         self.ticket = ticket
         self.ca, self.server_host = ca, server_host
         self.tls: dict[str, Any] = {}  # TLS cases: handshake time, version, cipher, overhead
@@ -115,7 +116,7 @@ class Session:
 
     @classmethod
     def connect(cls, case: Case, addr: Addr, io_timeout: float = 30.0,
-                ticket: str | None = None, *, ca: str | None = None) -> Session:
+                ticket: str | None = None, *, ca: str | None = None, cc: str = "") -> Session:
         """Connect to the peer at ``addr`` (HOST, PORT; or the path of its AF_UNIX socket)
         and set the case up (not timed)."""
         start = time.perf_counter()
@@ -129,7 +130,7 @@ class Session:
                                 f"{exc.strerror or exc}") from None
         connected = time.perf_counter() - start
         session = cls(case, sock, io_timeout, ticket, ca=ca,  # ca: the run's CA, for TLS
-                      server_host=addr if isinstance(addr, str) else addr[0])
+                      server_host=addr if isinstance(addr, str) else addr[0], cc=cc)
         session.phases["connect_s"] = connected
         return session
 
@@ -137,7 +138,7 @@ class Session:
         case, sock = self.case, self.sock
         sock.settimeout(None)  # blocking: no poll() before each send on the timed path
         sockopts.set_timeouts(sock, self.io_timeout)
-        self.opts = sockopts.Options(case.nodelay, case.sndbuf, case.notsent_lowat)
+        self.opts = sockopts.Options.of(case, self.cc)
         ack = say_hello(sock, case, self.ticket)
         self.rcvbuf_eff = ack.get("rcvbuf_eff")
         ctx = self._start_tls(ack) if case.tls else None

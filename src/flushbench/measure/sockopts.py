@@ -13,11 +13,14 @@ as empty, and the TCP_INFO counters (segments, retransmissions, RTT) are left em
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ..case import Case
 from ..errors import SetupError
 
 # struct tcp_info from linux/tcp.h, up to tcpi_reord_seen (224 bytes, Linux >= 4.19).
@@ -38,6 +41,8 @@ assert len(_TCP_INFO_FIELDS) == 8 + 24 + 4 + 6 + 4 + 2 + 2 + 2
 
 TCP_INFO = getattr(socket, "TCP_INFO", 11)
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
+CC_NAME_MAX = 16  # TCP_CA_NAME_MAX, the NUL included
 
 
 def tcp_info(sock: socket.socket) -> dict[str, int]:
@@ -57,6 +62,12 @@ class Options:
     nodelay: bool = False
     sndbuf: int = 0
     notsent_lowat: int = 0
+    cc: str = ""  # TCP_CONGESTION; "" = the host's default
+
+    @classmethod
+    def of(cls, case: Case, cc: str = "") -> Options:
+        """A case's options, with the run's congestion control (``cc``; "" = the host's)."""
+        return cls(case.nodelay, case.sndbuf, case.notsent_lowat, cc)
 
 
 def is_tcp(sock: socket.socket) -> bool:
@@ -80,14 +91,70 @@ def apply(sock: socket.socket, opts: Options) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, opts.notsent_lowat)
     except OSError as exc:
         raise SetupError(f"cannot set socket options {opts}: {exc.strerror or exc}") from None
+    if opts.cc and is_tcp(sock):
+        set_cc(sock, opts.cc)
+
+
+def set_cc(sock: socket.socket, name: str) -> None:
+    """TCP_CONGESTION = ``name``; a SetupError that says what this kernel offers otherwise."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, name.encode("ascii"))
+    except OSError as exc:
+        raise SetupError(f"cannot set congestion control {name!r}: {exc.strerror or exc}"
+                         + (f" ({why})" if (why := cc_unavailable(name)) else "")) from None
+
+
+_CC_FILES = {"available": "/proc/sys/net/ipv4/tcp_available_congestion_control",
+             "allowed": "/proc/sys/net/ipv4/tcp_allowed_congestion_control"}
+
+
+def congestion_controls(which: str = "available") -> list[str] | None:
+    """The kernel's loaded congestion controls ("available") or those a process without
+    CAP_NET_ADMIN may pick ("allowed"); None where /proc does not tell (not Linux)."""
+    try:
+        with open(_CC_FILES[which], encoding="ascii") as fh:
+            return fh.read(4096).split()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def cc_unavailable(name: str) -> str | None:
+    """Why this host cannot give a socket congestion control ``name``, or None. Tried on a
+    fresh, unconnected TCP socket (as root that also loads a module not loaded yet)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, name.encode("ascii"))
+        return None
+    except OSError as exc:
+        err = exc.errno
+    loaded = congestion_controls("available") or []
+    allowed = congestion_controls("allowed") or []
+    if name in loaded and name not in allowed and err == errno.EPERM:
+        return (f"congestion control {name!r} is loaded but not allowed without root "
+                f"(net.ipv4.tcp_allowed_congestion_control: {' '.join(allowed)}; add it there)")
+    why = "no module of that name" if err == errno.ENOENT else os.strerror(err or 0)
+    return (f"congestion control {name!r} is not available here ({why}; this kernel has: "
+            f"{' '.join(loaded) or 'unknown'})")
+
+
+def get_cc(sock: socket.socket) -> str | None:
+    """The socket's congestion control (TCP_CONGESTION read back); None where not TCP."""
+    if not is_tcp(sock):
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, CC_NAME_MAX)
+    except OSError:
+        return None
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 def read_back(sock: socket.socket) -> dict[str, Any]:
     """What the kernel actually holds now (the figures the table reports)."""
     out: dict[str, Any] = {"sndbuf_eff": sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}
     if not is_tcp(sock):
-        out.update(nodelay_eff=None, notsent_lowat_eff=None)
+        out.update(nodelay_eff=None, notsent_lowat_eff=None, cc_eff=None)
         return out
+    out["cc_eff"] = get_cc(sock)
     out["nodelay_eff"] = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
     try:
         out["notsent_lowat_eff"] = sock.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT)
@@ -111,6 +178,8 @@ def mismatches(opts: Options, eff: dict[str, Any], unix: bool = False) -> str:
     if opts.notsent_lowat and eff.get("notsent_lowat_eff") != opts.notsent_lowat:
         notes.append(f"notsent_lowat requested {opts.notsent_lowat}, kernel has "
                      f"{eff.get('notsent_lowat_eff')}")
+    if opts.cc and eff.get("cc_eff") != opts.cc:
+        notes.append(f"cc requested {opts.cc}, kernel has {eff.get('cc_eff')}")
     return "; ".join(notes)
 
 

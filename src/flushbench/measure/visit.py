@@ -82,6 +82,7 @@ class Trial:
         self.case, self.spec, self.epoch = case, spec, epoch
         self.io_timeout = float(spec["io_timeout"])
         self.value_time = float(spec["value_time"])
+        self.cc = str(spec.get("cc") or "")  # the run's congestion control ("": the host's)
         self.loops = int(spec["loops"].get(case.id) or 0)  # 0: calibrate in this trial
         self.n = self.loops
         self.session: Session | MultiSession | None = None
@@ -101,10 +102,11 @@ class Trial:
             session: Session | MultiSession
             if self.case.driver:  # many connections (never unix: see Case)
                 assert not isinstance(addr, str)
-                session = MultiSession.connect(self.case, addr, self.io_timeout, ticket)
+                session = MultiSession.connect(self.case, addr, self.io_timeout, ticket,
+                                               cc=self.cc)
             else:
                 session = Session.connect(self.case, addr, self.io_timeout, ticket,
-                                          ca=self.spec.get("tls_ca"))
+                                          ca=self.spec.get("tls_ca"), cc=self.cc)
             self.session = session
             self.n = min(self.loops, self.case.op_count) if self.loops else \
                 session.ops_for(self.case.op_count, self.value_time)

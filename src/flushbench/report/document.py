@@ -159,13 +159,25 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     doc.end_columns()
 
 
+def congestion_control(meta: dict[str, Any]) -> str:
+    """The client connections' congestion control in words: 'TCP congestion control cubic
+    (set per connection; the host's default is bbr)' or '… the host's default, bbr'."""
+    sysctls = (meta.get("client") or {}).get("sysctls") or {}
+    host = str(sysctls.get("net.ipv4.tcp_congestion_control") or "?")
+    cc = (meta.get("schedule") or {}).get("cc")
+    if cc and isinstance(cc, str):
+        return f"TCP congestion control {cc} (set per connection; the host's default is {host})"
+    return f"TCP congestion control: the host's default, {host}"
+
+
 def _measured(meta: dict[str, Any]) -> str:
     """How the run was measured: its rounds (schema 2) or pyperf's processes (schema 1)."""
     sched = meta.get("schedule")
     if isinstance(sched, dict):
         return (f"{sched.get('rounds', '?')} interleaved rounds × {sched.get('values', '?')} "
                 f"values per trial ({sched.get('warmups', '?')} warmup, value time "
-                f"{sched.get('value_time', '?')} s, seed {sched.get('seed', '?')})")
+                f"{sched.get('value_time', '?')} s, seed {sched.get('seed', '?')}); "
+                f"{congestion_control(meta)}")
     pyperf = meta.get("pyperf") or {}
     return (f"pyperf {pyperf.get('processes', '?')} processes × {pyperf.get('values', '?')} "
             f"values ({pyperf.get('warmups', '?')} warmup)")

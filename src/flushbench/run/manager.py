@@ -174,7 +174,7 @@ class Manager:
                          self.suite.warmups, self.suite.value_time, self.io_timeout,
                          self.epoch, tuple(self.opts.strategy_plugins),
                          seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
-                         % (1 << 62), tls_ca=self.link.tls_ca)
+                         % (1 << 62), tls_ca=self.link.tls_ca, cc=self.suite.cc)
         folder = self.parts / f"r{visit.round}-c{visit.cell}"
         with span(self.timeline, "worker process"):
             first, *more = self.link.peers()  # HOST:PORT, and unix:PATH for unix cases
@@ -259,6 +259,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "transport": opts.transport, "link": None, "peer_addr": None, "pin": opts.pin,
         "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
                      "timeout": suite.timeout, "value_time": suite.value_time,
+                     "cc": suite.cc,
                      "fast": opts.fast, "seed": seed, "min_effect": opts.min_effect,
                      "comparisons": [[c.case, c.baseline, c.axis]
                                      for cell in cells(suite.cases) for c in cell.comparisons]},

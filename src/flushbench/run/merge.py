@@ -130,6 +130,7 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
         "sndbuf_eff": effective.get("sndbuf_eff"),
         "rcvbuf_eff": effective.get("rcvbuf_eff"),
         "notsent_lowat_eff": effective.get("notsent_lowat_eff"),
+        "cc_eff": effective.get("cc_eff") or "",
         "opt_mismatch": effective.get("opt_mismatch", ""),
         "msgs": int(total_msgs), "bytes": int(total_bytes), "values": len(values),
         "loops": loops, "duration_s": float(total_s), "error": "",

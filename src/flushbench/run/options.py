@@ -16,7 +16,7 @@ from typing import Any
 
 from ..case import LOCAL_ONLY, Case
 from ..errors import UsageError
-from ..measure import fdlimit, strategies
+from ..measure import fdlimit, sockopts, strategies
 from ..measure.drivers import misfit, unavailable
 from ..metadata import machine_id
 from ..suites import Suite, load_suite, parse_suite
@@ -36,6 +36,7 @@ class RunOptions:
     pin: dict[str, int] = field(default_factory=dict)
     rounds: int | None = None
     values: int | None = None
+    cc: str | None = None  # the client's congestion control: None = the suite's; "" = host's
     seed: int | None = None  # the schedule's seed (None: a fresh one, recorded in meta.json)
     min_effect: float = 0.03  # ratios closer to 1 than this are "same" whatever the interval
     results_root: Path = Path("results")
@@ -88,13 +89,20 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
     if meta is not None:  # resume: measure the rest exactly as the run measured the start
         saved = meta["schedule"]
         changes.update({k: saved[k] for k in ("rounds", "values", "warmups", "timeout",
-                                              "value_time") if k in saved})
+                                              "value_time", "cc") if k in saved})
     elif opts.fast:  # fewer rounds and values: rough answers, quickly
         changes.update(rounds=max(3, suite.rounds // 2), values=1)
     if opts.rounds:
         changes["rounds"] = opts.rounds
     if opts.values:
         changes["values"] = opts.values
+    if opts.cc is not None and meta is None:
+        changes["cc"] = opts.cc
+    cc = changes.get("cc", suite.cc)
+    if cc and (why := sockopts.cc_unavailable(cc)):
+        where = "--cc" if opts.cc is not None and meta is None else \
+            (suite.path or "suite " + suite.name)
+        raise UsageError(f"{where}: {why}; --cc host keeps the host's default")
     cases, skipped = _on_transport(suite.cases, opts.transport)
     cases, no_driver = _with_drivers(cases, suite.path or "suite " + suite.name)
     skipped += no_driver

@@ -50,6 +50,7 @@ class VisitSpec:
     strategy_plugins: tuple[str, ...] = ()
     seed: int = 0  # orders the visit's slots (derived from the run's seed)
     tls_ca: str | None = None  # the run's CA certificate, for TLS cases (a path, not a key)
+    cc: str = ""  # the client sockets' congestion control ("": the host's default)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -57,7 +58,8 @@ class VisitSpec:
             "loops": {c.id: self.loops.get(c.id, 0) for c in self.cases},
             "values": self.values, "warmups": self.warmups, "value_time": self.value_time,
             "io_timeout": self.io_timeout, "epoch": self.epoch, "seed": self.seed,
-            "strategy_plugins": list(self.strategy_plugins), "tls_ca": self.tls_ca})
+            "strategy_plugins": list(self.strategy_plugins), "tls_ca": self.tls_ca,
+            "cc": self.cc})
 
 
 def run_visit(spec: VisitSpec, folder: Path, peer: str, worker_args: Sequence[str],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..case import Case
+from ..case import CC_NAME, Case
 from ..errors import UsageError, did_you_mean
 from .matrix import expand, filter_cases
 
@@ -39,6 +40,9 @@ class Suite:
     description: str = ""
     # the link the suite is meant for (a --link spec or profile): on loopback it says so
     link: str = ""
+    # the TCP congestion control of every client connection (TCP_CONGESTION); "": never set,
+    # the host's default (net.ipv4.tcp_congestion_control)
+    cc: str = ""
     source: str = ""  # the TOML text, kept in meta.json
     path: str = ""  # where it was read from
     # (case id, reason) of cases left out because their transport lacks what they need
@@ -51,7 +55,7 @@ class Suite:
 
 SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "rounds": int, "values": int, "warmups": int,
-    "value_time": (int, float), "timeout": int, "link": str}
+    "value_time": (int, float), "timeout": int, "link": str, "cc": str}
 MAX_ROUNDS = 1000
 
 
@@ -118,6 +122,10 @@ def parse_suite(text: str, where: str = "suite", default_name: str = "custom") -
         raise UsageError(f"{where}: [suite] rounds must be <= {MAX_ROUNDS}")
     if head.get("warmups", 0) < 0 or head.get("value_time", 1) <= 0:
         raise UsageError(f"{where}: [suite] warmups must be >= 0 and value_time > 0")
+    if head.get("cc") and not re.fullmatch(CC_NAME, head["cc"]):
+        raise UsageError(f"{where}: [suite] cc must name a TCP congestion control like "
+                         f"\"cubic\" or \"bbr\" (or \"\" for the host's default), got "
+                         f"{head['cc']!r}")
     matrices = data.get("matrix")
     if not isinstance(matrices, list) or not matrices:
         raise UsageError(f"{where}: needs at least one [[matrix]] table")
