@@ -290,6 +290,21 @@ def test_connections_compares_real_connections(tmp_path: Path) -> None:
     assert got["between_sd"] >= 0 and got["predicted_sd"] > 0
 
 
+def test_connections_take_turns_with_congestion_controls(tmp_path: Path) -> None:
+    """--cc: the sets alternate between the host's default and reno (set on every
+    connection); the end has a median per congestion control; an unknown one is refused."""
+    out = tmp_path / "cc.json"
+    done = run_script(str(BENCH / "bench_connections.py"), "--conns", "2", "--values", "2",
+                      "--procs", "2", "--size", "1K", "--cc", "host,reno", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert [s["cc"] for s in data["sets"]] == [f"host ({data['host_cc']})", "reno"]
+    assert set(data["by_cc"]) == {f"host ({data['host_cc']})", "reno"}
+    assert all(v["sets"] == 1 for v in data["by_cc"].values())
+    bad = run_script(str(BENCH / "bench_connections.py"), "--cc", "nosuchcc")
+    assert bad.returncode == 2 and "'nosuchcc' is not available here" in bad.stderr
+
+
 def test_harness_loop_pairs_values_on_one_connection(tmp_path: Path) -> None:
     """Two connections, two pairs each: every pair has both figures, and the ratio and its
     interval are finite and ordered."""
