@@ -71,6 +71,7 @@ def test_the_runs_congestion_control_is_set_and_read_back() -> None:
     with u, v:
         sockopts.apply(u, sockopts.Options(cc=name))  # skipped: no TCP level
         assert sockopts.read_back(u)["cc_eff"] is None
+        assert sockopts.mismatches(sockopts.Options(cc=name), sockopts.read_back(u)) == ""
 
 
 @linux

@@ -178,7 +178,7 @@ def mismatches(opts: Options, eff: dict[str, Any], unix: bool = False) -> str:
     if opts.notsent_lowat and eff.get("notsent_lowat_eff") != opts.notsent_lowat:
         notes.append(f"notsent_lowat requested {opts.notsent_lowat}, kernel has "
                      f"{eff.get('notsent_lowat_eff')}")
-    if opts.cc and eff.get("cc_eff") != opts.cc:
+    if opts.cc and eff.get("cc_eff") is not None and eff.get("cc_eff") != opts.cc:
         notes.append(f"cc requested {opts.cc}, kernel has {eff.get('cc_eff')}")
     return "; ".join(notes)
 
