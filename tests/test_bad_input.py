@@ -262,3 +262,20 @@ def test_run_text_makes_no_escape_codes_on_a_real_terminal(
     assert "\x1b" not in plain and "\r" not in plain and "\x07" not in plain
     assert "[link=https://evil.example]click[/link]" in plain.replace("\n", "")
     assert "\\x1b]8;;https://evil.example" in plain.replace("\n", "")
+
+
+@pytest.mark.parametrize("cc", ["bbr; rm -rf /", 7, "ünïcode"])
+def test_a_resumed_runs_congestion_control_is_checked(cc: object) -> None:
+    """meta.json may come from anywhere: a schedule.cc that is not a congestion control's
+    name stops the resume with one line, before any socket is touched."""
+    from flushbench.errors import UsageError
+    from flushbench.run.options import RunOptions, prepare_suite
+    from flushbench.suites import load_suite
+
+    meta = {"schedule": {"rounds": 2, "cc": cc},
+            "suite": {"source": Path(load_suite("smoke").path).read_text()}, "filters": []}
+    with pytest.raises(UsageError) as info:
+        prepare_suite(RunOptions(resume=Path("/runs/x")), meta)
+    assert str(info.value).startswith("/runs/x/meta.json: schedule.cc is not a congestion "
+                                      "control's name")
+    assert "\n" not in str(info.value)

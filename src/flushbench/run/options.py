@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..case import LOCAL_ONLY, Case
+from ..case import CC_NAME, LOCAL_ONLY, Case
 from ..errors import UsageError
 from ..measure import fdlimit, sockopts, strategies
 from ..measure.drivers import misfit, unavailable
@@ -99,6 +100,9 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
     if opts.cc is not None and meta is None:
         changes["cc"] = opts.cc
     cc = changes.get("cc", suite.cc)
+    if not isinstance(cc, str) or (cc and not re.fullmatch(CC_NAME, cc)):
+        raise UsageError(f"{opts.resume}/meta.json: schedule.cc is not a congestion control's "
+                         f"name ({str(cc)[:40]!r}); the run cannot be resumed")
     if cc and (why := sockopts.cc_unavailable(cc)):
         where = "--cc" if opts.cc is not None and meta is None else \
             (suite.path or "suite " + suite.name)
