@@ -95,10 +95,14 @@ def apply(sock: socket.socket, opts: Options) -> None:
         set_cc(sock, opts.cc)
 
 
+def _set_cc(sock: socket.socket, name: str) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, name.encode("ascii"))
+
+
 def set_cc(sock: socket.socket, name: str) -> None:
     """TCP_CONGESTION = ``name``; a SetupError that says what this kernel offers otherwise."""
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, name.encode("ascii"))
+        _set_cc(sock, name)
     except OSError as exc:
         raise SetupError(f"cannot set congestion control {name!r}: {exc.strerror or exc}"
                          + (f" ({why})" if (why := cc_unavailable(name)) else "")) from None
@@ -123,7 +127,7 @@ def cc_unavailable(name: str) -> str | None:
     fresh, unconnected TCP socket (as root that also loads a module not loaded yet)."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, name.encode("ascii"))
+            _set_cc(sock, name)
         return None
     except OSError as exc:
         err = exc.errno

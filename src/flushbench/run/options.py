@@ -91,6 +91,10 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         saved = meta["schedule"]
         changes.update({k: saved[k] for k in ("rounds", "values", "warmups", "timeout",
                                               "value_time", "cc") if k in saved})
+        cc = changes.get("cc", "")  # meta.json may come from anywhere: checked before use
+        if not isinstance(cc, str) or (cc and not re.fullmatch(CC_NAME, cc)):
+            raise UsageError(f"{opts.resume}/meta.json: schedule.cc is not a congestion "
+                             f"control's name ({str(cc)[:40]!r}); the run cannot be resumed")
     elif opts.fast:  # fewer rounds and values: rough answers, quickly
         changes.update(rounds=max(3, suite.rounds // 2), values=1)
     if opts.rounds:
@@ -100,11 +104,8 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
     if opts.cc is not None and meta is None:
         changes["cc"] = opts.cc
     cc = changes.get("cc", suite.cc)
-    if not isinstance(cc, str) or (cc and not re.fullmatch(CC_NAME, cc)):
-        raise UsageError(f"{opts.resume}/meta.json: schedule.cc is not a congestion control's "
-                         f"name ({str(cc)[:40]!r}); the run cannot be resumed")
     if cc and (why := sockopts.cc_unavailable(cc)):
-        where = "--cc" if opts.cc is not None and meta is None else \
+        where = "--cc" if "cc" in changes and meta is None else \
             (suite.path or "suite " + suite.name)
         raise UsageError(f"{where}: {why}; --cc host keeps the host's default")
     cases, skipped = _on_transport(suite.cases, opts.transport)
