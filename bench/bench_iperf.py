@@ -1,7 +1,7 @@
 """How close does flushbench's best single-connection stream get to iperf3, and where is the rest?
 
     python bench/bench_iperf.py [--size 128K] [--rounds 8] [--seconds 1]
-                                [--value-times 0.01,0.1] [-o FILE.json]
+                                [--value-times 0.01,0.1] [--cc cubic] [-o FILE.json]
     nox -s perf -- iperf [ARGS]
 
 Round by round, in a fresh random order per round: one ``iperf3 -c -l SIZE -t SECONDS`` run
@@ -9,7 +9,9 @@ and, for each value time V of ``--value-times``, about SECONDS of flushbench val
 case ``stream-sendmsg-sSIZE-p2-nd0-sbauto-loopback`` (one ``sendmsg`` per message, no
 user-space copy, as iperf3 writes) on a new connection. Both sides are pinned as
 ``flushbench run`` pins them: the sender on the last CPU, the receiver (the iperf3 server,
-the flushbench peer) on the first. So each flushbench figure has an iperf3 figure measured
+the flushbench peer) on the first. ``--cc`` gives all three senders one congestion control
+(iperf3 ``-C``, TCP_CONGESTION on the others), as the quick suite does; by default each keeps
+the host's. So each flushbench figure has an iperf3 figure measured
 seconds away, and the ratio per round is paired; printed: the median ratio per value time
 with its range over rounds, and the geometric mean with its 95 % t-interval.
 
@@ -51,9 +53,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _common import load_line  # noqa: E402
 
 from flushbench.case import Case, parse_size, size_label  # noqa: E402
+from flushbench.cliargs import _cc  # noqa: E402
 from flushbench.errors import SetupError  # noqa: E402
 from flushbench.measure.loops import make_parts  # noqa: E402
 from flushbench.measure.session import Session  # noqa: E402
+from flushbench.measure.sockopts import cc_unavailable, set_cc  # noqa: E402
 from flushbench.procs import PeerProcess  # noqa: E402
 from flushbench.run.reftools import Place, iperf3  # noqa: E402
 
@@ -90,19 +94,20 @@ def geomean_interval(ratios: list[float]) -> tuple[float, float, float]:
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
-def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int) -> float:
+def iperf3_bps(size: int, seconds: int, client_cpu: int, server_cpu: int, cc: str) -> float:
     """One iperf3 run over loopback, pinned (as calibrate runs it): its receiver's bits/s."""
     place = Place.of(None, {"client": client_cpu, "peer": server_cpu})
     try:
-        return iperf3(size, seconds, place)[0]
+        return iperf3(size, seconds, place, cc=cc)[0]
     except SetupError as exc:
         raise SystemExit(str(exc)) from None
 
 
-def flushbench_bps(case: Case, peer: PeerProcess, seconds: float, value_time: float) -> float:
+def flushbench_bps(case: Case, peer: PeerProcess, seconds: float, value_time: float,
+                   cc: str) -> float:
     """About ``seconds`` of values of ``value_time`` on one new connection: bits per second
     over the values (each ends when the peer has confirmed every byte)."""
-    session = Session.connect(case, peer.addr, 10.0, peer.ticket)
+    session = Session.connect(case, peer.addr, 10.0, peer.ticket, cc=cc)
     try:
         n = session.ops_for(1 << 30, value_time)
         session.run_value(n, record=False)  # one untimed value, as a run's warm-up
@@ -130,11 +135,13 @@ def _plain_receiver(listener: socket.socket, cpu: int) -> None:
             conn.sendall(got.to_bytes(8, "big"))
 
 
-def plain_bps(addr: tuple[str, int], parts: list[bytes], seconds: float) -> float:
+def plain_bps(addr: tuple[str, int], parts: list[bytes], seconds: float, cc: str) -> float:
     """A plain Python sendmsg loop for about ``seconds``: bits/s until the receiver has
     counted every byte (bounded: checks the clock every 64 messages)."""
     total = sum(map(len, parts))
     with socket.create_connection(addr, timeout=30) as sock:
+        if cc:
+            set_cc(sock, cc)
         # blocking, as flushbench's timed loop sends: with a Python timeout every send
         # would poll() first (measured here: 0.93x against 0.96x iperf3 without)
         sock.settimeout(None)
@@ -162,6 +169,8 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=1, help="per measurement (whole seconds)")
     p.add_argument("--value-times", default="0.01,0.1",
                    help="flushbench value times to compare, in seconds")
+    p.add_argument("--cc", type=_cc, default="host", metavar="NAME",
+                   help="the senders' congestion control, e.g. cubic (default: host's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-o", "--output", type=Path)
     args = p.parse_args()
@@ -172,6 +181,8 @@ def main() -> int:
     if not (1 <= args.rounds <= 100 and 1 <= args.seconds <= 10
             and all(0.001 <= v <= 1.0 for v in value_times)):
         p.error("--rounds 1..100, --seconds 1..10, --value-times each 0.001..1")
+    if args.cc and (why := cc_unavailable(args.cc)):
+        p.error(f"--cc: {why}")
     for tool in ("iperf3", "taskset"):
         if shutil.which(tool) is None:
             p.error(f"{tool} is not installed (apt-get install iperf3 util-linux)")
@@ -200,12 +211,13 @@ def main() -> int:
             for job in jobs:
                 t0 = cpu_times()
                 if job == "iperf3":
-                    got[job] = iperf3_bps(args.size, args.seconds, client_cpu, server_cpu)
+                    got[job] = iperf3_bps(args.size, args.seconds, client_cpu, server_cpu,
+                                          args.cc)
                 elif job == "python":
-                    got[job] = plain_bps(listener.getsockname(), parts, args.seconds)
+                    got[job] = plain_bps(listener.getsockname(), parts, args.seconds, args.cc)
                 else:
                     got[job] = flushbench_bps(case, peer, args.seconds,
-                                              float(job.split("@")[1]))
+                                              float(job.split("@")[1]), args.cc)
                 t1 = cpu_times()
                 split[job] = {f"{side}_{k}": v for side, cpu in (("sender", client_cpu),
                                                                  ("receiver", server_cpu))
@@ -214,7 +226,8 @@ def main() -> int:
             line = "  ".join(f"{k} {v / 1e9:6.2f}" for k, v in sorted(got.items()))
             print(f"round {r}: Gbit/s  {line}", flush=True)
     summary = {}
-    print(f"\n{case.id} against iperf3 -l {size_label(args.size)}, {args.rounds} rounds:")
+    cc = f", congestion control {args.cc}" if args.cc else ""
+    print(f"\n{case.id} against iperf3 -l {size_label(args.size)}, {args.rounds} rounds{cc}:")
     pairs = [(f"flushbench@{v:g}", "iperf3", f"values of {v * 1000:g} ms")
              for v in value_times]
     pairs += [("python", "iperf3", "plain Python loop"),
@@ -239,6 +252,7 @@ def main() -> int:
     print(f"{before}; after: {after}; {time.perf_counter() - start:.0f} s; seed {seed}")
     if args.output:
         args.output.write_text(json.dumps({"argv": sys.argv, "seed": seed, "case": case.id,
+                                           "cc": args.cc or "host",
                                            "before": before, "after": after, "rows": rows,
                                            "summary": summary}, indent=1))
     return 0

@@ -242,10 +242,11 @@ def check_run(run_dir: Path, rounds: int, metrics: list[str]) -> dict[str, Any]:
 @need_iperf3
 def test_calibrate_pairs_iperf3_by_round_and_says_what_is_missing(tmp_path: Path) -> None:
     """sockperf hidden from PATH: iperf3 and flushbench still run, and one line says what is
-    missing and how to install it. (Only the sendall stream, to keep it short.)"""
+    missing and how to install it. (Only the sendall stream, to keep it short.) With --cc,
+    flushbench's connections and iperf3's sender use that congestion control."""
     out = tmp_path / "run"
     proc = flushbench_cli("calibrate", "--sizes", "131072", "--rounds", "2", "--seconds", "1",
-                          "--filter", "stream-sendall", "--out", str(out),
+                          "--filter", "stream-sendall", "--cc", "reno", "--out", str(out),
                           env={"PATH": tool_path(tmp_path, "iperf3")}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(out)
@@ -255,8 +256,11 @@ def test_calibrate_pairs_iperf3_by_round_and_says_what_is_missing(tmp_path: Path
     assert proc.stderr.count("reference: iperf3 -l 131072: ") == 2  # one line per round
     cal = check_run(out, 2, ["stream 131072 B throughput (Gbit/s)"])
     assert cal["tools"] == {"iperf3": True, "sockperf": False}
-    assert [(r["tool"], r["round"], r["streams"]) for r in cal["raw"]] == \
-        [("iperf3", 0, 1), ("iperf3", 1, 1)]
+    assert [(r["tool"], r["round"], r["streams"], r["cc"]) for r in cal["raw"]] == \
+        [("iperf3", 0, 1, "reno"), ("iperf3", 1, 1, "reno")]  # as iperf3's JSON says
+    assert cal["cc"] == "reno"
+    assert set(pd.read_csv(out / "trials.csv")["case"]) <= set(
+        pd.read_csv(out / "table.csv").query("cc_eff == 'reno'")["case"])
 
 
 @pytest.mark.slow

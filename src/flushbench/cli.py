@@ -140,6 +140,9 @@ def _add_calibrate(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                      "repeatable), e.g. sendall")
     cal.add_argument("--seconds", type=_seconds, default=2.0,
                      help="seconds per tool run, whole (default 2)")
+    cal.add_argument("--cc", type=_cc, default="host", metavar="NAME",
+                     help="TCP congestion control of flushbench's client connections and of "
+                     "iperf3's sender (-C), e.g. cubic (default: host, the host's default)")
     cal.add_argument("-o", "--out", type=Path,
                      help="run directory (default: results/<machine>/<run-id>)")
     cal.add_argument("--link", metavar="SPEC", help="calibrate over emulated hosts (root)")

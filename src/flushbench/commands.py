@@ -253,7 +253,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                       f"{args.conns}-connection stream gets no reference", highlight=False)
     opts = RunOptions(out=args.out, machine=args.machine, quiet=args.quiet,
                       pin=auto_pin() if args.pin is None else args.pin,
-                      link=args.link, peers=args.peer, filters=args.filter)
+                      link=args.link, peers=args.peer, filters=args.filter, cc=args.cc)
     result = calibrate(opts, args.sizes, args.rr_size, args.seconds,
                        lambda suite, plan: RunProgress(suite, plan, args.quiet, console),
                        rounds=args.rounds, conns=args.conns, say=say)

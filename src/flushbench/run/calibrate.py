@@ -155,7 +155,7 @@ def calibrate(opts: RunOptions, sizes: list[int], rr_size: int, seconds: float,
         lab_ctx = Netlab(opts.link)
     with tempfile.TemporaryDirectory() as tmp, lab_ctx as lab:
         place = Place.of(lab, opts.pin)
-        tools = Tools(place, sizes, rr_size, seconds, conns, say=say)
+        tools = Tools(place, sizes, rr_size, seconds, conns, cc=opts.cc or "", say=say)
         path = Path(tmp) / "calibration.toml"
         path.write_text(suite.source)
         opts.suite = str(path)
@@ -182,6 +182,7 @@ def calibrate(opts: RunOptions, sizes: list[int], rr_size: int, seconds: float,
                            "raw": tools.rows, "ratios": records, "paired_by_round": True,
                            "seconds": whole_seconds(seconds), "rounds": rounds,
                            "conns": conns, "tools_pinned": tools.place.pinned,
+                           "cc": tools.cc,
                            "install_hint": INSTALL_HINT}
     write_json(Path(run_dir) / "meta.json", meta)
     return Calibration(Path(run_dir), table, by_round, tools.rows, outcomes[0].interrupted)

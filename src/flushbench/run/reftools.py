@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import procs
+from ..case import CC_NAME
 from ..errors import SetupError
 
 if TYPE_CHECKING:
@@ -137,21 +138,30 @@ def client(argv: list[str], seconds: float) -> tuple[str, str]:
             procs.stop(proc)
 
 
-def iperf3(size: int, seconds: float, place: Place, streams: int = 1) -> tuple[float, int]:
+CC_SHAPE = re.compile(CC_NAME)  # what iperf3's JSON says it used: kept only if name-shaped
+
+
+def iperf3(size: int, seconds: float, place: Place, streams: int = 1, cc: str = ""
+           ) -> tuple[float, int, str]:
     """iperf3's received bits per second (the sum over ``streams`` parallel connections)
-    with writes of ``size`` bytes, and the number of streams its JSON reports."""
+    with writes of ``size`` bytes, the number of streams its JSON reports, and the sender's
+    congestion control it reports ("" where it does not); ``cc`` sets that (``-C``; "": the
+    host's default)."""
     port = free_port()
     # no -1: where /proc cannot tell, the readiness probe uses up the test a -1 server takes
     with server(["iperf3", "-s", "-B", place.host, "-p", str(port)], port, place):
         stdout, stderr = client([*place.client_prefix, "iperf3", "-c", place.host, "-p",
                                  str(port), "-l", str(size), "-t", str(whole_seconds(seconds)),
-                                 "-P", str(streams), "-J"], seconds)
+                                 "-P", str(streams), *(["-C", cc] if cc else []), "-J"],
+                                seconds)
     data: Any = None
     with contextlib.suppress(ValueError):
         data = json.loads(stdout)
     try:
+        reported = data["end"].get("sender_tcp_congestion")
         return (float(data["end"]["sum_received"]["bits_per_second"]),
-                len(data["end"]["streams"]))
+                len(data["end"]["streams"]),
+                reported if isinstance(reported, str) and CC_SHAPE.fullmatch(reported) else "")
     except (KeyError, TypeError, ValueError) as exc:
         why = data.get("error") if isinstance(data, dict) else None
         said = " ".join(stderr.split())[:200]
@@ -186,6 +196,7 @@ class Tools:
     rr_size: int
     seconds: float
     conns: int = 1
+    cc: str = ""  # iperf3's sender congestion control, as flushbench's clients ("": host's)
     have: dict[str, str | None] = field(default_factory=tool_status)
     say: Callable[[str], None] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -216,8 +227,8 @@ class Tools:
 
     def _iperf3(self, size: int, streams: int) -> Callable[[], dict[str, Any]]:
         def measure() -> dict[str, Any]:
-            bps, reported = iperf3(size, self.seconds, self.place, streams)
-            return {"throughput_bps": bps, "streams": reported}
+            bps, reported, cc = iperf3(size, self.seconds, self.place, streams, self.cc)
+            return {"throughput_bps": bps, "streams": reported, "cc": cc}
         return measure
 
     def _one(self, round_: int, tool: str, size: int, conns: int,
