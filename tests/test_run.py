@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyperf
 import pytest
@@ -108,6 +109,40 @@ def test_smoke_run_shows_the_nagle_trap(smoke_run: Path) -> None:
     verdicts = pd.read_csv(smoke_run / "verdicts.csv").set_index(["case", "axis", "metric"])
     trap = verdicts.loc[("wwr-sendall-s64-p2-nd1-sbauto-loopback", "nodelay", "lat_p50_us")]
     assert trap["verdict"] == "better" and trap["ratio"] < 0.1
+
+
+@pytest.mark.slow
+def test_stream_verdicts_pair_throughput_slot_by_slot(smoke_run: Path) -> None:
+    """The stream twins' throughput ratio in verdicts.csv is the mean over rounds of the
+    median slot-by-slot log ratio of the stored values (analysis/slots.py), not the ratio
+    of the trials' pooled figures; so is the rr twins' p50 ratio, from each value's p50."""
+    verdicts = pd.read_csv(smoke_run / "verdicts.csv")
+    rows = verdicts[(verdicts["axis"] == "A/A") & (verdicts["metric"] == "throughput_bps")]
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    case, base = (load_samples(smoke_run, str(row[k])) for k in ("case", "baseline"))
+    d = []
+    for r in range(5):
+        a = case["v_bytes"][case["round_of_value"] == r] / \
+            case["v_elapsed_ns"][case["round_of_value"] == r]
+        b = base["v_bytes"][base["round_of_value"] == r] / \
+            base["v_elapsed_ns"][base["round_of_value"] == r]
+        assert a.size == b.size  # both ran their values in slots
+        d.append(float(np.median(np.log(a) - np.log(b))))
+    assert row["ratio"] == pytest.approx(float(np.exp(np.mean(d))), rel=1e-5)
+    trials = pd.read_csv(smoke_run / "trials.csv").pivot_table(
+        index="round", columns="case", values="throughput_bps")
+    pooled = float(np.exp(np.mean(np.log(trials[row["case"]] / trials[row["baseline"]]))))
+    assert row["ratio"] != pytest.approx(pooled, rel=1e-9)
+    rr = verdicts[(verdicts["axis"] == "A/A") & (verdicts["metric"] == "lat_p50_us")
+                  & verdicts["case"].str.startswith("rr-")].iloc[0]
+    case, base = (load_samples(smoke_run, str(rr[k])) for k in ("case", "baseline"))
+    p50s = [np.array([np.median(v) for v in np.split(s["lat_ns"].astype(float),
+                                                     np.cumsum(s["ops_per_value"])[:-1])])
+            for s in (case, base)]
+    d = [float(np.median(np.log(p50s[0][case["round_of_value"] == r])
+                         - np.log(p50s[1][base["round_of_value"] == r]))) for r in range(5)]
+    assert rr["ratio"] == pytest.approx(float(np.exp(np.mean(d))), rel=1e-5)
 
 
 @pytest.mark.slow

@@ -39,9 +39,11 @@ from .verdicts import (
     THROUGHPUT,
     Metric,
     Paired,
+    SlotSource,
     metrics_for,
     paired_ratio,
     q_values,
+    slotted,
     verdict,
 )
 
@@ -92,8 +94,10 @@ class RoundTables:
 
 
 def round_log_ratios(trials: pd.DataFrame | RoundTables, case: str, baseline: str,
-                     column: str) -> np.ndarray:
-    """d_r = ln(case / baseline) for every round where both finished with a positive figure."""
+                     column: str, slots: SlotSource | None = None) -> np.ndarray:
+    """d_r = ln(case / baseline) for every round where both finished with a positive figure;
+    throughput and p50 paired slot by slot where ``slots`` knows both sides' values, as the
+    run's own verdicts are (``verdicts.build``)."""
     tables = trials if isinstance(trials, RoundTables) else RoundTables(
         trials[trials["case"].isin([case, baseline])] if "case" in trials.columns else trials)
     table = tables.table(column)
@@ -102,6 +106,10 @@ def round_log_ratios(trials: pd.DataFrame | RoundTables, case: str, baseline: st
     a = table[case].to_numpy(dtype=float)
     b = table[baseline].to_numpy(dtype=float)
     keep = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    if slots is not None:
+        by_slot = slotted(slots, case, baseline, column, table.index[keep])
+        if by_slot is not None:
+            return by_slot
     d: np.ndarray = np.log(a[keep]) - np.log(b[keep])
     return d
 
@@ -175,10 +183,10 @@ def _pair_rows(ref: StoredRun, run: StoredRun, ref_rows: Mapping[str, Any],
             d_ref = d_run = np.zeros(0)
             if None not in pair_ref:  # each side's own ratio, even where the other lacks it
                 d_ref = round_log_ratios(ref_tables, str(pair_ref[0]), str(pair_ref[1]),
-                                         metric.column)
+                                         metric.column, ref.slot_figures)
             if None not in pair_run:
                 d_run = round_log_ratios(run_tables, str(pair_run[0]), str(pair_run[1]),
-                                         metric.column)
+                                         metric.column, run.slot_figures)
             test = ratio_of_ratios(d_ref, d_run, alpha) if status == "ok" else None
             row.update(_side(_paired(d_ref, alpha), "ref"))
             row.update(_side(_paired(d_run, alpha), "run"))

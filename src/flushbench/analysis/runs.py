@@ -29,6 +29,7 @@ from ..case import THROUGHPUT_WORKLOADS
 from ..errors import ResultsError
 from ..results import find_runs, load_samples, read_csv, read_meta, read_table
 from ..untrusted import check_case_ids, numbers
+from . import slots as slotting
 from .verdicts import VERDICT_COLUMNS, VERDICTS
 
 TRIALS = "trials.csv"
@@ -155,6 +156,11 @@ class StoredRun:
         if case_id not in self._cache:
             self._cache[case_id] = load_samples(self.path, case_id)
         return self._cache[case_id]
+
+    def slot_figures(self, case_id: str, column: str) -> dict[int, np.ndarray] | None:
+        """A case's values' figures of ``column`` by round, in slot order (None without
+        them: ``slots.py``)."""
+        return slotting.from_samples(self.samples(case_id), column)
 
     def value_rates(self, row: Any) -> np.ndarray | None:
         """Per-value rates of one case: bits/s (stream, file) or messages/s (others)."""

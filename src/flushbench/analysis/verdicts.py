@@ -5,8 +5,10 @@ A run measures every case of a cell once per round, in a fresh random order (see
 
     d_r = ln(metric of the case in round r / metric of the baseline in round r)
 
-The ratio is exp(mean d) with a 95 % t interval over rounds (df = R - 1); p from the paired t
-test (Kalibera & Jones, "Rigorous benchmarking in reasonable time", 2013). Over a run's
+For throughput and p50 latency the round's d_r is the median over its slots of the
+slot-by-slot log ratios (``slots.py``), where the values are at hand. The ratio is
+exp(mean d) with a 95 % t interval over rounds (df = R - 1); p from the paired t test
+(Kalibera & Jones, "Rigorous benchmarking in reasonable time", 2013). Over a run's
 comparisons the false discovery rate is held with Benjamini-Hochberg (q values). A verdict
 says "better" or "worse" only when q < alpha, the interval excludes 1 and the ratio is at
 least ``min_effect`` away from 1; otherwise "same" (within the interval's reach).
@@ -15,7 +17,7 @@ least ``min_effect`` away from 1; otherwise "same" (within the interval's reach)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..case import THROUGHPUT_WORKLOADS
+from . import slots as slotting
 from .cells import Comparison
 
 ALPHA = 0.05
@@ -65,11 +68,15 @@ def paired_ratio(case: Sequence[float] | np.ndarray, baseline: Sequence[float] |
     Rounds where either side is missing, zero or not finite are left out; None when fewer
     than two rounds remain.
     """
-    from scipy import stats
-
     a, b = np.asarray(case, dtype=float), np.asarray(baseline, dtype=float)
     keep = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
-    d = np.log(a[keep]) - np.log(b[keep])
+    return paired_logs(np.log(a[keep]) - np.log(b[keep]), alpha)
+
+
+def paired_logs(d: np.ndarray, alpha: float = ALPHA) -> Paired | None:
+    """The paired ratio from the per-round log ratios d_r (finite); None under two rounds."""
+    from scipy import stats
+
     n = int(d.size)
     if n < 2:
         return None
@@ -121,13 +128,32 @@ def metrics_for(workload: str) -> tuple[Metric, ...]:
     return (P50, P99, SEGMENTS)
 
 
+SlotSource = Callable[[str, str], slotting.SlotFigures | None]
+"""(case id, metric column) -> its values' figures by round (``slots.py``), or None where
+they are not known"""
+
+
+def slotted(slots: SlotSource, case: str, baseline: str, column: str, rounds: Iterable[int]
+            ) -> np.ndarray | None:
+    """d_r of ``column`` paired slot by slot over ``rounds``; None where the column is not
+    paired so or either side's values are not known for each of them."""
+    if column not in slotting.SLOTTED:
+        return None
+    a, b = slots(case, column), slots(baseline, column)
+    if a is None or b is None:
+        return None
+    return slotting.log_ratios(a, b, rounds)
+
+
 def build(trials: pd.DataFrame, comparisons: Iterable[Comparison],
           workloads: Mapping[str, str], min_effect: float = MIN_EFFECT,
-          alpha: float = ALPHA) -> pd.DataFrame:
+          alpha: float = ALPHA, slots: SlotSource | None = None) -> pd.DataFrame:
     """verdicts.csv: one row per comparison and metric, paired by round over ``trials``.
 
     ``trials`` has a row per case and round (trials.csv); failed trials are left out, and a
-    round counts for a comparison only where both sides finished it.
+    round counts for a comparison only where both sides finished it. With ``slots``,
+    throughput and p50 pair each round slot by slot (``slots.py``) where both sides' values
+    are known for every such round, and the trials' figures otherwise.
     """
     ok = trials[trials["error"].fillna("").astype(str) == ""] if len(trials) else trials
     tables: dict[str, pd.DataFrame] = {}  # metric column -> rounds x cases
@@ -148,8 +174,12 @@ def build(trials: pd.DataFrame, comparisons: Iterable[Comparison],
             paired = None
             if comp.case in table.columns and comp.baseline in table.columns:
                 both = table[[comp.case, comp.baseline]].astype(float)
-                paired = paired_ratio(both[comp.case].to_numpy(), both[comp.baseline].to_numpy(),
-                                      alpha)
+                a, b = both[comp.case].to_numpy(), both[comp.baseline].to_numpy()
+                d = None
+                if slots is not None:
+                    d = slotted(slots, comp.case, comp.baseline, metric.column, both.index[
+                        np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)])
+                paired = paired_ratio(a, b, alpha) if d is None else paired_logs(d, alpha)
             pairs.append(paired)
             rows.append({"case": comp.case, "baseline": comp.baseline, "axis": comp.axis,
                          "metric": metric.column, "higher_is_better": metric.higher_is_better,

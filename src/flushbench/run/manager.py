@@ -238,7 +238,9 @@ class Manager:
         comparisons = [c for cell in self.cells for c in cell.comparisons]
         workloads = {cid: case.workload for cid, case in self.cases.items()}
         frame = verdicts.build(pd.DataFrame(self.trials, columns=TRIAL_COLUMNS), comparisons,
-                               workloads, self.opts.min_effect)
+                               workloads, self.opts.min_effect,
+                               slots=lambda cid, column: acc.slot_figures(column)
+                               if (acc := self.acc.get(cid)) else None)
         with atomic_write(self.writer.dir / verdicts.VERDICTS) as fh:
             frame.to_csv(fh, index=False, float_format="%.6g")
 

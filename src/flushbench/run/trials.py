@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyperf
 
+from ..analysis import slots as slotting
 from ..case import Case
 from ..results import ResultRow, load_samples
 from .merge import failed_row, summarize
@@ -112,6 +113,18 @@ class CaseTrials:
             samples["v_conn_ns"] = np.asarray([t for v in self.values
                                                for t in (v.get("conn_ns") or [])], np.int64)
         return out, samples
+
+    def slot_figures(self, column: str) -> dict[int, np.ndarray] | None:
+        """Each value's figure of ``column`` by round, in slot order (what a throughput or
+        p50 verdict pairs: ``analysis/slots.py``)."""
+        if column == slotting.THROUGHPUT:
+            return slotting.slot_rates(self.value_rounds,
+                                       [v.get("bytes", 0) for v in self.values],
+                                       [v.get("elapsed_ns", 0) for v in self.values])
+        if column == slotting.P50 and self.lat:
+            return slotting.value_p50s(self.value_rounds, np.concatenate(self.lat),
+                                       [v.get("ops", 0) for v in self.values])
+        return None
 
     def restore(self, run_dir: Path, row: dict[str, Any]) -> None:
         """Take back what an interrupted run stored of this case (its samples file)."""
