@@ -19,6 +19,8 @@ generated suite. The strategies come from ``bench/_verdicts_plugin.py`` through
      "strategy") and of the twins (axis "A/A") called "better" or "worse", on every metric;
      also the headline metric alone, the same rows judged without BH, and how many 95 %
      intervals exclude 1 at all.
+   * The same runs' verdicts rebuilt from the trials' pooled figures alone (pairing by
+     round, not by slot: ``analysis/slots.py``), for contrast: A/A, power and per-cell noise.
    * The old way, for contrast: Welch's t on log per-value rates (samples'
      values_s_per_msg; ``flushbench.analysis.stats.compare_rates``), pairing ignored, on the
      same runs; and on one more run with ``--rounds 1 --values R x V`` (each case one
@@ -62,6 +64,8 @@ from _common import load_line, log_tail, run_suite, workdir
 from _verdicts_plugin import ALIASES, SLOWED, countdown_overhead_ns
 from _verdicts_stats import pct
 
+from flushbench.analysis import verdicts as verdict_rules
+from flushbench.analysis.ratios import run_comparisons
 from flushbench.analysis.runs import StoredRun, open_runs
 from flushbench.case import parse_size, size_label
 from flushbench.suites import Suite, load_suite
@@ -161,6 +165,13 @@ def welch(run: StoredRun, aliases: Sequence[str]) -> dict[str, Any]:
     return vs.welch_counts(pairs, rates)
 
 
+def by_trial(run: StoredRun, min_effect: float) -> pd.DataFrame:
+    """The run's verdicts rebuilt from its trials' pooled figures (no slot pairing)."""
+    trials = run.trials
+    workloads = dict(zip(trials["case"].astype(str), trials["workload"].astype(str)))
+    return verdict_rules.build(trials, run_comparisons(run), workloads, min_effect)
+
+
 def blocks(b: Bench) -> dict[str, Any] | None:
     """One run in contiguous blocks (--rounds 1, R x V values per case), Welch's t."""
     suite = b.write_suite("verdicts-blocks", slowed=False)
@@ -198,11 +209,16 @@ def figures(b: Bench, runs: Sequence[StoredRun]) -> dict[str, Any]:
     headline_aa = vs.aa_rows(verdicts, b.aliases, True)
     overhead = countdown_overhead_ns()
     effect = b.args.min_effect
+    pooled = pd.concat([by_trial(r, effect) for r in runs], ignore_index=True)
+    pooled_power = vs.power_table(vs.power_rows(pooled, b.factors))
     return {
         "aa": {"paired": vs.aa_counts(vs.aa_rows(verdicts, b.aliases), min_effect=effect),
                "paired_headline": vs.aa_counts(headline_aa, min_effect=effect),
                "cell_noise": vs.cell_noise(headline_aa),
-               "welch_interleaved": vs.add_counts(welch(r, b.aliases) for r in runs)},
+               "welch_interleaved": vs.add_counts(welch(r, b.aliases) for r in runs),
+               "by_trial": {**vs.aa_counts(vs.aa_rows(pooled, b.aliases), min_effect=effect),
+                            "cell_noise": vs.cell_noise(vs.aa_rows(pooled, b.aliases, True)),
+                            "power": pooled_power}},
         "power": {"table": table, "by_cell": vs.power_table(rows, by_cell=True),
                   "smallest_80": vs.smallest_detected(table),
                   "targets": vs.power_targets(table), "strategies": b.factors,
@@ -234,6 +250,7 @@ def summary(out: Mapping[str, Any]) -> list[str]:
                                                for m, c in p.get("by_metric", {}).items()),
                   f"  old test (Welch's t on log per-value rates, pairing ignored), same runs: "
                   f"{_of(aa['welch_interleaved'])}"]
+        lines += _by_trial(aa.get("by_trial"))
         if aa.get("welch_blocks"):
             lines.append(f"  old design (contiguous blocks, --rounds 1 --values "
                          f"{aa['welch_blocks']['values']}; Welch's t): {_of(aa['welch_blocks'])}")
@@ -275,6 +292,17 @@ def summary(out: Mapping[str, Any]) -> list[str]:
                 sorted(cells.items(), key=lambda kv: _cell_order(kv[0]))))
     lines.append(f"time: {out['elapsed_s'] / 60:.1f} min")
     return lines
+
+
+def _by_trial(t: Mapping[str, Any] | None) -> list[str]:
+    """The same runs paired by the trials' pooled figures (before slot pairing)."""
+    if not t:
+        return []
+    power = ", ".join(f"{pct(r['factor'], 0)} {r['worse']}/{r['tries']}" for r in t["power"])
+    noise = ", ".join(f"{n['cell']} {pct(n['round_sd'])}" for n in
+                      sorted(t["cell_noise"], key=lambda n: _cell_order(str(n["cell"]))))
+    return [f"  the same runs paired by the trials' pooled figures (no slot pairing): A/A "
+            f"{_of(t)}; slowdowns called worse: {power}; A/A per-round sd: {noise}"]
 
 
 def _by_cell(by_cell: Sequence[Mapping[str, Any]], noise: Sequence[Mapping[str, Any]]

@@ -386,7 +386,10 @@ def test_arguments_and_summary() -> None:
                         "aliases": ["alias_a"], "runs": 1, "seed": 1},
            "aa": {"paired": counts, "paired_headline": counts,
                   "welch_interleaved": {**counts, "called": 30, "share": 0.25},
-                  "welch_blocks": {**counts, "called": 60, "share": 0.5, "values": 20}},
+                  "welch_blocks": {**counts, "called": 60, "share": 0.5, "values": 20},
+                  "by_trial": {**counts, "called": 4, "share": 4 / 120,
+                               "cell_noise": [{"cell": "rr s64", "round_sd": 0.06}],
+                               "power": [{"factor": 0.05, "tries": 20, "worse": 11}]}},
            "power": {"table": [{"factor": 0.05, "tries": 20, "worse": 17, "better": 0,
                                 "share": 0.85, "slowdown_median": 0.051,
                                 "slowdown_min": 0.03, "slowdown_max": 0.07}],
@@ -399,6 +402,8 @@ def test_arguments_and_summary() -> None:
     assert "3 of 120 (2.5 %) comparisons called" in text and "(target <= 5 %: met)" in text
     assert "contiguous blocks, --rounds 1 --values 20; Welch's t): 60 of 120" in text
     assert "5 %: met, 10 %: n/a" in text and "target >= 90 %: NOT met" in text
+    assert ("pooled figures (no slot pairing): A/A 4 of 120 (3.3 %); slowdowns called worse: "
+            "5 % 11/20; A/A per-round sd: rr s64 6.0 %") in text
     assert bv.plain({"a": [np.float64(math.nan), np.int64(3), Path("x")]}) == {
         "a": [None, 3, "x"]}
 
