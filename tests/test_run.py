@@ -112,7 +112,8 @@ def test_smoke_run_shows_the_nagle_trap(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_stream_verdicts_pair_throughput_slot_by_slot(smoke_run: Path) -> None:
+def test_stream_verdicts_pair_throughput_slot_by_slot(smoke_run: Path, tmp_path: Path
+                                                      ) -> None:
     """The stream twins' throughput ratio in verdicts.csv is the mean over rounds of the
     median slot-by-slot log ratio of the stored values (analysis/slots.py), not the ratio
     of the trials' pooled figures; so is the rr twins' p50 ratio, from each value's p50."""
@@ -143,6 +144,12 @@ def test_stream_verdicts_pair_throughput_slot_by_slot(smoke_run: Path) -> None:
     d = [float(np.median(np.log(p50s[0][case["round_of_value"] == r])
                          - np.log(p50s[1][base["round_of_value"] == r]))) for r in range(5)]
     assert rr["ratio"] == pytest.approx(float(np.exp(np.mean(d))), rel=1e-5)
+    assert json.loads((smoke_run / "meta.json").read_text())["schedule"]["pairing"] == "slots"
+    from flushbench.report.document import build_report
+
+    build_report([smoke_run], tmp_path / "report")  # the report says how it paired
+    assert "is the median over its slots of the case's value against the baseline's" in \
+        (tmp_path / "report" / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -137,9 +137,12 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     doc.para(f"**WARNING** — {text}" if warn else text, css="bad" if warn else "")
     doc.heading(3, "Verdicts")
     effect = (run.meta.get("schedule") or {}).get("min_effect")
+    slots = (run.meta.get("schedule") or {}).get("pairing") == "slots"
     doc.note("Each case against its baseline (sendall for a strategy, the default for an "
              "option, the same case for an A/A twin), paired by round: ratio = case / baseline "
-             "= exp(mean log ratio) over the rounds both finished, with a 95 % t interval. "
+             "= exp(mean log ratio) over the rounds both finished, with a 95 % t interval"
+             + ("; a round's throughput and p50 ratio is the median over its slots of the "
+                "case's value against the baseline's in the same slot. " if slots else ". ") +
              "“better” and “worse” already account for the metric's direction; they need "
              "q < 0.05 (Benjamini–Hochberg), an interval that excludes 1 and an effect of at "
              f"least {verdicts.fmt_pct(numeric(effect)) if finite(effect) else '3 %'}.")

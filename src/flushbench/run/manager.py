@@ -261,7 +261,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "transport": opts.transport, "link": None, "peer_addr": None, "pin": opts.pin,
         "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
                      "timeout": suite.timeout, "value_time": suite.value_time,
-                     "cc": suite.cc,
+                     "cc": suite.cc, "pairing": "slots",  # analysis/slots.py
                      "fast": opts.fast, "seed": seed, "min_effect": opts.min_effect,
                      "comparisons": [[c.case, c.baseline, c.axis]
                                      for cell in cells(suite.cases) for c in cell.comparisons]},
