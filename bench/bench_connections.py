@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from flushbench.case import Case, parse_size  # noqa: E402
+from flushbench.cliargs import _cc  # noqa: E402
 from flushbench.measure import sockopts  # noqa: E402
 from flushbench.measure.session import Session  # noqa: E402
 from flushbench.metadata import sysctls  # noqa: E402
@@ -97,7 +98,10 @@ def main() -> int:
     args = p.parse_args()
     if not (2 <= args.conns <= 64 and 2 <= args.values <= 200 and 1 <= args.procs <= 40):
         p.error("--conns 2..64, --values 2..200, --procs 1..40")
-    ccs = ["" if c == "host" else c for c in args.cc.split(",")]
+    try:
+        ccs = [_cc(c) for c in args.cc.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"--cc: {exc}")
     for cc in ccs:
         if cc and (why := sockopts.cc_unavailable(cc)):
             p.error(f"--cc: {why}")

@@ -163,3 +163,19 @@ def test_p50_pairs_by_slot_and_p99_stays_the_trials() -> None:
     assert frame.loc["lat_p50_us", "ratio"] == pytest.approx(1.1)
     assert frame.loc["lat_p50_us", "verdict"] == "worse"
     assert frame.loc["lat_p99_us", "ratio"] == pytest.approx(1.1 * 10 ** (1 / 6))
+
+
+def test_build_asks_for_each_cases_values_once() -> None:
+    """A baseline stands in every comparison of its cell: its values are split once."""
+    twins = [CASE, CASE.replace("makefile", "sendmsg")]
+    rows = [{"case": c, "round": r, "throughput_bps": 1e9, "segs_per_msg": 1.0, "error": ""}
+            for r in range(4) for c in (BASE, *twins)]
+    asked: list[tuple[str, str]] = []
+
+    def source(cid: str, column: str) -> dict[int, np.ndarray]:
+        asked.append((cid, column))
+        return {r: np.ones(8) for r in range(4)}
+    frame = build(pd.DataFrame(rows), [Comparison(c, BASE, "strategy") for c in twins],
+                  {c: "stream" for c in (BASE, *twins)}, slots=source)
+    assert (frame[frame["metric"] == "throughput_bps"]["ratio"] == 1.0).all()
+    assert sorted(asked) == sorted({(c, "throughput_bps") for c in (BASE, *twins)})

@@ -43,6 +43,7 @@ from .verdicts import (
     metrics_for,
     paired_ratio,
     q_values,
+    remembered,
     slotted,
     verdict,
 )
@@ -168,6 +169,7 @@ def _pair_rows(ref: StoredRun, run: StoredRun, ref_rows: Mapping[str, Any],
     rows: list[dict[str, Any]] = []
     tests: list[Paired | None] = []
     ref_tables, run_tables = RoundTables(ref_trials), RoundTables(run_trials)
+    ref_slots, run_slots = remembered(ref.slot_figures), remembered(run.slot_figures)
     for key, base, axis in comps:
         pair_ref = (ref_ids.get(key), ref_ids.get(base))
         pair_run = (run_ids.get(key), run_ids.get(base))
@@ -183,10 +185,10 @@ def _pair_rows(ref: StoredRun, run: StoredRun, ref_rows: Mapping[str, Any],
             d_ref = d_run = np.zeros(0)
             if None not in pair_ref:  # each side's own ratio, even where the other lacks it
                 d_ref = round_log_ratios(ref_tables, str(pair_ref[0]), str(pair_ref[1]),
-                                         metric.column, ref.slot_figures)
+                                         metric.column, ref_slots)
             if None not in pair_run:
                 d_run = round_log_ratios(run_tables, str(pair_run[0]), str(pair_run[1]),
-                                         metric.column, run.slot_figures)
+                                         metric.column, run_slots)
             test = ratio_of_ratios(d_ref, d_run, alpha) if status == "ok" else None
             row.update(_side(_paired(d_ref, alpha), "ref"))
             row.update(_side(_paired(d_run, alpha), "run"))

@@ -3,11 +3,12 @@
 Within a round a worker runs its cell's cases in *slots*: every case one short value per
 slot, in a fresh order (``run/schedule.py``), so the k-th value of a case and the k-th value
 of its baseline were measured milliseconds apart. A short value swings on its own, and a
-swing hits one side of a slot, not both: in the verdict bench's runs (docs/methods.md) a
-stream value holding a retransmission (on loopback: packets reordered between the two CPUs'
-queues) ran 15-30 % slower, one value in twenty at 16 and 128 KiB and one in five at 1 MiB;
-and now and then a stretch of a round runs 16 KiB round trips ten times slower, which
-catches some cases' trials and not others'. So a throughput verdict and a p50 latency
+swing hits one side of a slot, not both: in the verdict bench's runs (docs/design.md) a
+16 or 128 KiB stream value holding a retransmission (on loopback: packets reordered between
+the two CPUs' queues) ran 16-22 % slower than the others (medians; 2-5 % of the values);
+a 1 MiB connection now and then runs at a third of its speed for a stretch of slots; and
+now and then a stretch of a round runs 16 KiB round trips ten times slower, which catches
+some cases' trials and not others'. So a throughput verdict and a p50 latency
 verdict take, per round r,
 
     d_r = median over slots k of ln(figure of the case in slot k / figure of the baseline in slot k)

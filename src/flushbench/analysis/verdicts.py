@@ -133,6 +133,18 @@ SlotSource = Callable[[str, str], slotting.SlotFigures | None]
 they are not known"""
 
 
+def remembered(slots: SlotSource) -> SlotSource:
+    """``slots`` asked once per case and column: a baseline stands in every comparison of
+    its cell, and each would otherwise split its samples again."""
+    seen: dict[tuple[str, str], slotting.SlotFigures | None] = {}
+
+    def get(case: str, column: str) -> slotting.SlotFigures | None:
+        if (case, column) not in seen:
+            seen[(case, column)] = slots(case, column)
+        return seen[(case, column)]
+    return get
+
+
 def slotted(slots: SlotSource, case: str, baseline: str, column: str, rounds: Iterable[int]
             ) -> np.ndarray | None:
     """d_r of ``column`` paired slot by slot over ``rounds``; None where the column is not
@@ -156,6 +168,7 @@ def build(trials: pd.DataFrame, comparisons: Iterable[Comparison],
     are known for every such round, and the trials' figures otherwise.
     """
     ok = trials[trials["error"].fillna("").astype(str) == ""] if len(trials) else trials
+    slots = remembered(slots) if slots is not None else None
     tables: dict[str, pd.DataFrame] = {}  # metric column -> rounds x cases
     for metric in (THROUGHPUT, P50, P99, SEGMENTS):
         if len(ok) and metric.column in ok.columns:
