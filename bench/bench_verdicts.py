@@ -83,6 +83,7 @@ class Bench:
         self.args, self.work, self.budget = args, work, budget
         self.rounds = args.rounds or budget.rounds
         self.values = args.values or budget.values
+        self.value_time = args.value_time or budget.value_time
         self.commands: list[str] = []
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(BENCH), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -103,7 +104,7 @@ class Bench:
     def settings(self) -> dict[str, int | float | str]:
         b = self.budget
         return {"rounds": self.rounds, "values": self.values, "warmups": b.warmups,
-                "value_time": b.value_time, "timeout": b.timeout, "cc": b.cc}
+                "value_time": self.value_time, "timeout": b.timeout, "cc": b.cc}
 
     def write_suite(self, name: str, slowed: bool) -> Path:
         """The cells with sendall, the aliases and (``slowed``) the slowed strategies."""
@@ -367,6 +368,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rr-sizes", type=_sizes, help="default 64,16K ('' for none)")
     p.add_argument("--rounds", type=int, help="instead of the quick suite's (every run)")
     p.add_argument("--values", type=int, help="instead of the quick suite's (every run)")
+    p.add_argument("--value-time", type=float,
+                   help="seconds per value instead of the quick suite's (every run)")
     p.add_argument("--min-effect", type=float, default=0.03, help="as flushbench run's")
     p.add_argument("--seed", type=int, help="first seed (default: a fresh one, printed)")
     p.add_argument("--no-blocks", dest="blocks", action="store_false",
@@ -387,8 +390,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.rr_sizes = a.rr_sizes if a.rr_sizes is not None else ([64] if a.fast else list(RR_SIZES))
     a.repeat_filter = a.repeat_filter or (["rr-*-s64-*"] if a.fast else [])
     if not 1 <= a.aliases <= len(ALIASES) or a.runs < 1 or (a.rounds or 2) < 2 \
-            or not (a.stream_sizes or a.rr_sizes):
-        p.error(f"--aliases is 1..{len(ALIASES)}, --runs >= 1, --rounds >= 2, and some sizes")
+            or not (a.stream_sizes or a.rr_sizes) or (a.value_time or 1) <= 0:
+        p.error(f"--aliases is 1..{len(ALIASES)}, --runs >= 1, --rounds >= 2, "
+                "--value-time > 0, and some sizes")
     return a
 
 

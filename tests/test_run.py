@@ -86,6 +86,11 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     loops = json.loads((smoke_run / "loops.json").read_text())
     for twin in frame[frame["twin"]]["case"]:  # a twin does exactly its original's work
         assert loops[twin] == loops[twin.removesuffix("-twin")]
+    # the write-write-read cases that run in slots share one count (run/loopcounts.py);
+    # the trap case runs its values in a row and keeps its own (one 40 ms op per value)
+    shared = {loops[f"wwr-{s}-s64-p2-nd{d}-sbauto-loopback"]
+              for s, d in (("sendall", 1), ("makefile", 0), ("makefile", 1))}
+    assert len(shared) == 1 and shared != {loops["wwr-sendall-s64-p2-nd0-sbauto-loopback"]}
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2:  # pinned by default: workers and peer on two different CPUs
         assert meta["pin"] == {"client": cpus[-1], "peer": cpus[0]}

@@ -13,6 +13,7 @@ import socket
 import tempfile
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -270,7 +271,12 @@ class Warmable(Protocol):
 def warm_up(session: Warmable, max_ops: int) -> float:
     """Untimed values of 1, 2, 4 … operations until WARMUP_OPS are done or WARMUP_TIME is
     spent (a fresh connection leaves quick-ACK mode; the op time is learnt, so values can
-    be bounded in time); the seconds it took."""
+    be bounded in time); the seconds it took.
+
+    The op time it leaves is its last value's: the connection's state once it has left
+    quick-ACK mode (a Nagle trap case's first operations are fast, its later ones wait
+    40 ms for a delayed ACK, and it must be known as slow).
+    """
     done, n, start = 0, 1, time.perf_counter()
     while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
         session.run_value(n, record=False)
@@ -279,6 +285,21 @@ def warm_up(session: Warmable, max_ops: int) -> float:
         by_time = int(left / session.est_op_s) if session.est_op_s > 0 else n * 2
         n = max(1, min(n * 2, WARMUP_OPS - done, max_ops, by_time))
     return time.perf_counter() - start
+
+
+def calibrated_ops(values: Sequence[ValueStats], loops: int, value_time: float) -> int:
+    """The operations per value to freeze after a calibration trial: as many as fit
+    ``value_time`` at the median time per operation of its values (at most ``loops``, at
+    least 1), not the last value's size, which one stalled value would set; 0 without
+    values."""
+    per_op = sorted(v.elapsed_ns / v.ops / 1e9 for v in values if v.ops > 0)
+    if not per_op:
+        return 0
+    mid = len(per_op) // 2
+    median = per_op[mid] if len(per_op) % 2 else (per_op[mid - 1] + per_op[mid]) / 2
+    if median <= 0 or value_time <= 0:
+        return max(1, loops)
+    return max(1, min(loops, int(value_time / median * (1 + 1e-9))))  # 0.01 / 1e-5: 1000
 
 
 def effective_options(sock: socket.socket, opts: sockopts.Options, rcvbuf_eff: Any

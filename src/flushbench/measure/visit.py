@@ -32,7 +32,7 @@ from ..errors import FlushbenchError, PeerError
 from . import strategies
 from .multisession import MultiSession
 from .protocol import parse_addr, read_ticket
-from .session import Session
+from .session import Session, calibrated_ops
 from .unixsock import Addr, parse_unix
 
 
@@ -90,7 +90,7 @@ class Trial:
         self.record: dict[str, Any] = {"case": case.id, "round": spec["round"],
                                        "cpu": current_cpu(), "pid": os.getpid(),
                                        "start_s": time.time() - epoch, "values": [],
-                                       "error": ""}
+                                       "slotted": False, "error": ""}
 
     def open(self, peers: dict[str, Addr]) -> None:
         """Connect (to the unix peer for a unix case), warm up (not timed), size the values."""
@@ -148,9 +148,11 @@ class Trial:
         session, record = self.session, self.record
         try:
             if session is not None and not record["error"]:
+                loops = self.n if self.loops else calibrated_ops(
+                    session.values, session.ops_for(self.case.op_count, 0.0), self.value_time)
                 record.update(values=[dataclasses.asdict(v) for v in session.values],
                               effective=session.effective(), phases=session.phases,
-                              loops=self.n)
+                              loops=loops or self.n)
                 _atomic_write(out / f"{self.case.id}.lat", session.latencies.tobytes())
         except Exception as exc:  # noqa: BLE001
             self.fail(exc)
@@ -190,6 +192,7 @@ def run_visit(cases: list[Case], peers: dict[str, Addr], spec: dict[str, Any],
                     trial.value()
             else:
                 fast.append(trial)
+                trial.record["slotted"] = True  # its values pair slot by slot
         by_id = {t.case.id: t for t in trials}
         for trial in fast:  # a twin does exactly its original's work (segments per value)
             root = by_id.get(trial.case.id.removesuffix("-twin"))

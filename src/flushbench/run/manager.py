@@ -39,6 +39,7 @@ from ..metadata import collect_host, machine_id
 from ..results import RunWriter, atomic_write, read_meta
 from ..suites import Suite
 from . import hostspeed
+from .loopcounts import LoopCounts
 from .options import RunOptions, RunOutcome, default_run_dir, load_loops, prepare_suite
 from .schedule import Visit, plan
 from .targets import PeerLink, Target, targets
@@ -84,7 +85,8 @@ class Manager:
     def __init__(self, suite: Suite, writer: RunWriter, link: PeerLink, opts: RunOptions,
                  loops: dict[str, int], seed: int, timeline: Timeline | None = None) -> None:
         self.suite, self.writer, self.opts = suite, writer, opts
-        self.link, self.loops, self.timeline = link, dict(loops), timeline
+        self.link, self.timeline = link, timeline
+        self.counts = LoopCounts(loops, suite.rounds)  # operations per value (loopcounts.py)
         self.seed = seed
         self.cells: list[Cell] = cells(suite.cases)
         self.visits: list[Visit] = plan(self.cells, suite.rounds, seed)
@@ -170,7 +172,7 @@ class Manager:
         A visit cut short by Ctrl-C is dropped whole (its worker got the signal too): a
         resumed run measures it again.
         """
-        spec = VisitSpec(visit.round, tuple(todo), self.loops, self.suite.values,
+        spec = VisitSpec(visit.round, tuple(todo), self.counts.frozen, self.suite.values,
                          self.suite.warmups, self.suite.value_time, self.io_timeout,
                          self.epoch, tuple(self.opts.strategy_plugins),
                          seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
@@ -195,12 +197,8 @@ class Manager:
                 rows.append(row)
                 self.trials.append(row)
                 self.acc[case.id].add(record, lat, visit.round, speed)
-                if not row["error"] and case.id not in self.loops and record.get("loops"):
-                    self.loops[case.id] = int(record["loops"])  # calibrated once, then frozen
-            for case in todo:  # a twin does exactly its original's work
-                root = case.id.removesuffix("-twin")
-                if case.twin and root in self.loops:
-                    self.loops[case.id] = self.loops[root]
+            self.counts.add(todo, [record for record, _ in records])  # then frozen
+            for case, (record, _) in zip(todo, records):
                 if self.timeline is not None and record.get("phases"):
                     self.timeline.worker(case.id, record["phases"])
             self._write(todo)
@@ -218,7 +216,7 @@ class Manager:
             self.writer.add_case(row, samples, compress=final, table=False)
         self.writer.write_table()
         with atomic_write(self.writer.dir / "loops.json") as fh:
-            json.dump(self.loops, fh, indent=1, sort_keys=True)
+            json.dump(self.counts.frozen, fh, indent=1, sort_keys=True)
 
     def _write_pyperf(self) -> None:
         metadata = {"hostname": str(self.writer.meta.get("client", {}).get("hostname", ""))}
