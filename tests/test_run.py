@@ -249,3 +249,16 @@ def test_result_row_type_names_every_table_column() -> None:
     from flushbench.results import COLUMNS, ResultRow
 
     assert set(ResultRow.__annotations__) == set(COLUMNS)
+
+
+@pytest.mark.slow
+def test_a_calibrating_twin_follows_its_original(smoke_run: Path) -> None:
+    """In the calibration rounds a twin runs the count its original's values run, value by
+    value, not the count the original's warm-up guessed (once 3 against 234 at 16 KiB)."""
+    for twin in ("stream-sendall-s128K-p2-nd0-sbauto-loopback-twin",
+                 "rr-sendall-s64-p2-nd1-sbauto-loopback-twin"):
+        a, b = load_samples(smoke_run, twin), load_samples(smoke_run, twin.removesuffix("-twin"))
+        for r in (0, 1):
+            ops_twin = np.median(a["ops_per_value"][a["round_of_value"] == r])
+            ops_root = np.median(b["ops_per_value"][b["round_of_value"] == r])
+            assert ops_root / 2 <= ops_twin <= ops_root * 2, (twin, r, ops_twin, ops_root)

@@ -85,6 +85,7 @@ class Trial:
         self.cc = str(spec.get("cc") or "")  # the run's congestion control ("": the host's)
         self.loops = int(spec["loops"].get(case.id) or 0)  # 0: calibrate in this trial
         self.n = self.loops
+        self.follows: Trial | None = None  # a calibrating twin: its original, value by value
         self.session: Session | MultiSession | None = None
         self.finished = False
         self.record: dict[str, Any] = {"case": case.id, "round": spec["round"],
@@ -131,7 +132,9 @@ class Trial:
         if session is None or self.record["error"]:
             return
         try:
-            if not self.loops:  # the calibration round: bound each value in time
+            if self.follows is not None:  # a twin: its original's latest count
+                self.n = max(1, self.follows.n)
+            elif not self.loops:  # a calibration trial: bound each value in time
                 self.n = session.ops_for(self.case.op_count, self.value_time)
             session.run_value(self.n)
         except Exception as exc:  # noqa: BLE001 - the reason goes to the table
@@ -194,10 +197,11 @@ def run_visit(cases: list[Case], peers: dict[str, Addr], spec: dict[str, Any],
                 fast.append(trial)
                 trial.record["slotted"] = True  # its values pair slot by slot
         by_id = {t.case.id: t for t in trials}
-        for trial in fast:  # a twin does exactly its original's work (segments per value)
+        for trial in fast:  # a twin does exactly its original's work (segments per value):
+            # while calibrating, the count its original's last value set, value by value
             root = by_id.get(trial.case.id.removesuffix("-twin"))
             if trial.case.twin and root is not None and root.live and not trial.loops:
-                trial.n = trial.loops = root.n
+                trial.follows = root
         for _ in range(int(spec["values"])):
             order = [t for t in fast if t.live]
             rng.shuffle(order)
