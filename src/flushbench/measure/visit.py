@@ -72,6 +72,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 SLOW_OP = 0.5  # an op longer than this share of value_time: the case runs its values in a row
+# ... and longer than this (s): a delayed ACK waits 40 ms, while the host's stalls of a few ms
+# in the warm-up's last value would otherwise make a 2 ms value's case "slow" (its values in
+# a row then do not pair slot by slot with its baseline's: 20 such trials in one run of
+# results/epyc-2core-vm/20261203-value-length/before-slow-floor-*-bench-verdicts.json)
+SLOW_FLOOR = 0.01
 SLOW_VALUES = 2  # values of a slow case (each holds at least one whole operation)
 
 
@@ -124,7 +129,7 @@ class Trial:
     def slow(self) -> bool:
         """One operation takes most of a value (e.g. the 40 ms delayed-ACK trap)."""
         return self.session is not None and \
-            self.session.est_op_s > SLOW_OP * self.value_time
+            self.session.est_op_s > max(SLOW_OP * self.value_time, SLOW_FLOOR)
 
     def value(self) -> None:
         """One timed value."""
