@@ -21,6 +21,7 @@ from flushbench.measure import strategies
 from flushbench.measure.peer import _serve_connection
 from flushbench.measure.session import ValueStats, calibrated_ops
 from flushbench.measure.strategies import Buffer, SendallStrategy
+from flushbench.measure.visit import slow_op_s
 from flushbench.run.loopcounts import LoopCounts
 
 STALL_S = 0.08  # one stalled value: about ten values' worth of time
@@ -152,3 +153,12 @@ def test_given_counts_stay_and_one_round_calibrates_once() -> None:
     counts = LoopCounts({a.id: 77}, rounds=1)
     counts.add([a, b], [record(500), record(300)])
     assert counts.frozen == {a.id: 77, b.id: 300}
+
+
+def test_slow_means_a_timer_not_a_stall() -> None:
+    """At the quick suite's 2 ms values a few-ms stall does not make a case slow (its values
+    would run in a row and stop pairing with its baseline's); the 40 ms delayed-ACK trap
+    does, and so does an op of most of a long value (an emulated 20 ms round trip at 10 ms)."""
+    assert 0.003 < slow_op_s(0.002) < 0.040
+    assert slow_op_s(0.01) < 0.020 and slow_op_s(0.002) == slow_op_s(0.01)
+    assert slow_op_s(0.1) == pytest.approx(0.05)

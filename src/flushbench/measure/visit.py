@@ -77,6 +77,11 @@ SLOW_OP = 0.5  # an op longer than this share of value_time: the case runs its v
 # a row then do not pair slot by slot with its baseline's: 20 such trials in one run of
 # results/epyc-2core-vm/20261203-value-length/before-slow-floor-*-bench-verdicts.json)
 SLOW_FLOOR = 0.01
+
+
+def slow_op_s(value_time: float) -> float:
+    """The op time past which a case runs its values in a row instead of in slots."""
+    return max(SLOW_OP * value_time, SLOW_FLOOR)
 SLOW_VALUES = 2  # values of a slow case (each holds at least one whole operation)
 
 
@@ -129,7 +134,7 @@ class Trial:
     def slow(self) -> bool:
         """One operation takes most of a value (e.g. the 40 ms delayed-ACK trap)."""
         return self.session is not None and \
-            self.session.est_op_s > max(SLOW_OP * self.value_time, SLOW_FLOOR)
+            self.session.est_op_s > slow_op_s(self.value_time)
 
     def value(self) -> None:
         """One timed value."""
@@ -156,8 +161,9 @@ class Trial:
         session, record = self.session, self.record
         try:
             if session is not None and not record["error"]:
-                loops = self.n if self.loops else calibrated_ops(
-                    session.values, session.ops_for(self.case.op_count, 0.0), self.value_time)
+                cap = session.ops_for(self.case.op_count, 0.0)  # the case's own cap
+                loops = self.n if self.loops else calibrated_ops(session.values, cap,
+                                                                 self.value_time)
                 record.update(values=[dataclasses.asdict(v) for v in session.values],
                               effective=session.effective(), phases=session.phases,
                               loops=loops or self.n)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..case import Case
-from ..measure.visit import SLOW_FLOOR, SLOW_OP, SLOW_VALUES
+from ..measure.visit import SLOW_VALUES, slow_op_s
 from ..suites import Suite
 
 # Measured with bench/bench_breakdown.py on the quick suite (2026-12-02, 2-core VM): a
@@ -34,7 +34,7 @@ def estimate_trial_s(case: Case, suite: Suite, rtt: float = 0.0) -> float:
     value_s = max(op, min(suite.value_time, case.op_count * op)) + 2 * rtt + VALUE_OVERHEAD_S
     warm_up = min(WARMUP_S, 64 * op) + 3 * rtt
     values = suite.values
-    if op > max(SLOW_OP * suite.value_time, SLOW_FLOOR) and not case.driver:  # slow: fewer values
+    if op > slow_op_s(suite.value_time) and not case.driver:  # a slow case: fewer values
         values = min(values, SLOW_VALUES)
     connect = CONNECT_S + CONN_S * (case.conns - 1)
     return connect + warm_up + (suite.warmups + values) * value_s

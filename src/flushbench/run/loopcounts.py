@@ -19,7 +19,7 @@ So, per cell:
 * a slow case (the 40 ms delayed-ACK trap), or one whose own count is under a quarter of
   that median (a trap that ran in slots once), keeps its own; a twin its original's.
 
-Counts given from outside (``--loops``, a resumed run's loops.json) are frozen as they are.
+Counts given from outside (``--loops-file``, a resumed run's loops.json) are frozen as they are.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LoopCounts:
 
     def __init__(self, frozen: Mapping[str, int], rounds: int) -> None:
         self.frozen: dict[str, int] = dict(frozen)
-        self.trials = max(1, min(CALIBRATION_TRIALS, rounds))
+        self.calibration_trials = max(1, min(CALIBRATION_TRIALS, rounds))
         self.seen: dict[str, list[int]] = {}  # case id -> the counts its trials reported
         self.slotted: dict[str, bool] = {}
         self.shared: dict[str, bool] = {}  # froze at its cell's count
@@ -59,7 +59,7 @@ class LoopCounts:
             # in slots in any of its calibration trials (a stall can make one trial slow)
             self.slotted[case.id] = self.slotted.get(case.id, False) or bool(record.get("slotted"))
             fresh.append(case)
-        ready = [c for c in fresh if len(self.seen[c.id]) >= self.trials and not c.twin]
+        ready = [c for c in fresh if len(self.seen[c.id]) >= self.calibration_trials and not c.twin]
         own = {c.id: max(self.seen[c.id]) for c in ready}
         # a case that calibrates late (it failed before) joins the count its cell froze
         before = [self.frozen[c.id] for c in cases if c.id in self.frozen and not c.twin
