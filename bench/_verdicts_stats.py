@@ -258,10 +258,41 @@ def power_targets(table: Sequence[Mapping[str, Any]]) -> dict[str, bool | None]:
 
 # -- ratio repeatability ---------------------------------------------------------------------
 
+def level(trials: pd.DataFrame, case: str, metric: str) -> float:
+    """A case's absolute figure in a run: the median over its trials (NaN if none)."""
+    got = pd.to_numeric(trials.loc[trials["case"] == case, metric], errors="coerce")
+    got = got[np.isfinite(got) & (got > 0)]
+    return float(got.median()) if len(got) else math.nan
+
+
+def far_levels(far: pd.DataFrame, trials_a: pd.DataFrame, trials_b: pd.DataFrame
+               ) -> dict[str, Any]:
+    """For ratios far from 1: how far each side's absolute figure moved from run A to run B
+    (B/A), the slower side (the timer's, in the delayed-ACK trap) and the faster apart. A far
+    ratio's change is the faster side's move over the slower side's."""
+    slow, fast = [], []
+    for row in far.itertuples(index=False):
+        m = str(row.metric)
+        moved = {side: level(trials_b, cid, m) / level(trials_a, cid, m)
+                 for side, cid in (("case", str(row.case)), ("baseline", str(row.baseline)))}
+        lower_is_faster = m.startswith("lat_")
+        case_slower = (float(row.ratio_a) > 1.0) == lower_is_faster
+        slow.append(moved["case" if case_slower else "baseline"])
+        fast.append(moved["baseline" if case_slower else "case"])
+
+    def dev(xs: list[float]) -> float:
+        d = np.abs(np.asarray(xs, dtype=float) - 1.0)
+        d = d[np.isfinite(d)]
+        return float(np.median(d)) if d.size else math.nan
+    return {"slow_side_moved": dev(slow), "fast_side_moved": dev(fast)}
+
+
 def repeatability(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = REPEAT_TOLERANCE,
-                  metrics: Sequence[str] = REPEAT_METRICS) -> dict[str, Any]:
+                  metrics: Sequence[str] = REPEAT_METRICS,
+                  trials: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, Any]:
     """Two runs' verdicts tables: how many case-to-baseline ratios agree within the tolerance
-    (B's ratio over A's); rows in one run only, or without a ratio, are counted apart."""
+    (B's ratio over A's); rows in one run only, or without a ratio, are counted apart. With
+    the two runs' trials tables, the far ratios' sides' absolute moves too (``far_levels``)."""
     key = ["case", "baseline", "metric"]
 
     def usable(v: pd.DataFrame) -> pd.DataFrame:
@@ -286,6 +317,8 @@ def repeatability(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = REPEAT_TO
     return {"pairs": n, "within": k, "share": share(k, n), "tolerance": tolerance,
             "unmatched": len(ua) + len(ub) - 2 * n, "by_metric": by_metric,
             "by_cell": by_cell, "far": {"pairs": int(far.sum()),
-                                        "within": int((far & both["within"]).sum())},
+                                        "within": int((far & both["within"]).sum()),
+                                        **(far_levels(both[far], *trials) if trials else {})},
+            "near": {"pairs": int((~far).sum()), "within": int((~far & both["within"]).sum())},
             "median_dev": float(both["dev"].median()) if n else math.nan,
             "worst": worst[[*key, "ratio_a", "ratio_b", "dev"]].to_dict("records")}

@@ -199,7 +199,8 @@ def repeat(b: Bench) -> dict[str, Any] | None:
     if len(runs) != 2:
         print(f"repeatability: expected two runs, got {len(runs)}", file=sys.stderr)
         return None
-    return {**vs.repeatability(runs[0].verdicts, runs[1].verdicts), "runs": label}
+    return {**vs.repeatability(runs[0].verdicts, runs[1].verdicts,
+                               trials=(runs[0].trials, runs[1].trials)), "runs": label}
 
 
 def figures(b: Bench, runs: Sequence[StoredRun]) -> dict[str, Any]:
@@ -284,8 +285,15 @@ def summary(out: Mapping[str, Any]) -> list[str]:
                       f"{m} {c['within']}/{c['pairs']}" for m, c in rep["by_metric"].items())]
         far = rep.get("far") or {}
         if far.get("pairs"):
+            near = rep.get("near") or {}
+            moved = ""
+            if "fast_side_moved" in far:
+                moved = (f"; between the runs their faster side's absolute figure moved by "
+                         f"{pct(far['fast_side_moved'])}, the slower side's by "
+                         f"{pct(far['slow_side_moved'])} (medians)")
             lines.append(f"  of them over 10x from 1 (one side in a timer, e.g. the 40 ms "
-                         f"delayed-ACK trap): {far['within']}/{far['pairs']}")
+                         f"delayed-ACK trap): {far['within']}/{far['pairs']}{moved}; "
+                         f"the rest: {near.get('within')}/{near.get('pairs')}")
         cells = rep.get("by_cell") or {}
         if cells:
             lines.append("  by cell: " + ", ".join(

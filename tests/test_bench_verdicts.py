@@ -295,14 +295,25 @@ def test_repeatability_sets_apart_ratios_against_a_timer() -> None:
     in it) is counted apart as well as in the total."""
     vs = bench("_verdicts_stats")
     w = "wwr-coalesce-s64-p2-nd0-sbauto-loopback"
-    a = frame(vrow(w, "lat_p50_us", 0.0012, "better"), vrow(SA + "-twin", "throughput_bps",
-                                                            1.0, "same", axis="A/A"))
-    b = frame(vrow(w, "lat_p50_us", 0.0014, "better"), vrow(SA + "-twin", "throughput_bps",
-                                                            1.01, "same", axis="A/A"))
+    trap = "wwr-sendall-s64-p2-nd0-sbauto-loopback"
+    a = frame(vrow(w, "lat_p50_us", 60 / 43700, "better", baseline=trap),
+              vrow(SA + "-twin", "throughput_bps", 1.0, "same", axis="A/A"))
+    b = frame(vrow(w, "lat_p50_us", 70 / 43700, "better", baseline=trap),
+              vrow(SA + "-twin", "throughput_bps", 1.01, "same", axis="A/A"))
     rep = vs.repeatability(a, b)
     assert (rep["pairs"], rep["within"]) == (2, 1)
     assert rep["far"] == {"pairs": 1, "within": 0}
+    assert rep["near"] == {"pairs": 1, "within": 1}
     assert rep["by_cell"]["wwr s64"] == {"pairs": 1, "within": 0}
+    # With the trials: the fast side (the case, 60 -> 70 us) moved 1/6, the trap (the
+    # baseline, 43.7 ms in both) not at all; that is the ratio's whole change.
+
+    def trials(fast_us: float) -> pd.DataFrame:
+        return pd.DataFrame({"case": [w, w, trap, trap], "round": [0, 1, 0, 1],
+                             "lat_p50_us": [fast_us, fast_us, 43700.0, 43700.0]})
+    rep = vs.repeatability(a, b, trials=(trials(60.0), trials(70.0)))
+    assert rep["far"]["fast_side_moved"] == pytest.approx(1 / 6)
+    assert rep["far"]["slow_side_moved"] == pytest.approx(0.0)
 
 
 # -- the slowed strategies and the script -----------------------------------------------------
