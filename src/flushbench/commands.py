@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()  # the suite's time budget counts from here (run/pace.py)
     from .report.terminal import console
     from .run.manager import run
     from .run.options import RunOptions, auto_pin
@@ -46,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,
                       inherit_environ=args.inherit_environ,
-                      transport=args.transport or "loopback")
+                      transport=args.transport or "loopback", started=started)
     if args.dry_run:
         from .listing import dry_run
 
@@ -105,6 +107,8 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
         console.print("next: a report with charts (RUN/report/index.html):", highlight=False)
         console.out(f"flushbench report {run_dir}", highlight=False)  # one line, unwrapped
     print(run_dir)
+    if outcome.paced:  # even with --quiet: the run is not what the suite promises
+        console.print(f"note: {outcome.paced}", highlight=False, markup=False, soft_wrap=True)
     if outcome.failed:
         console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "
                       "column)", highlight=False)

@@ -41,6 +41,7 @@ from ..suites import Suite
 from . import hostspeed
 from .loopcounts import LoopCounts
 from .options import RunOptions, RunOutcome, default_run_dir, load_loops, prepare_suite
+from .pace import Pace
 from .schedule import Visit, plan
 from .targets import PeerLink, Target, targets
 from .timing import Timeline, span
@@ -96,6 +97,10 @@ class Manager:
         self.speed = hostspeed.Tracker(opts.pin.values())
         self.acc = {cid: CaseTrials(case) for cid, case in self.cases.items()}
         self.trials: list[dict[str, Any]] = []
+        self.pace = Pace(suite.budget, suite.values, suite.rounds,  # the time budget
+                         started=time.monotonic() if opts.started is None else opts.started)
+        self.values = suite.values  # per trial in the coming round (pace.py may lower it)
+        self._slotted_s = 0.0  # the current round's slotted values, summed over its cases
         self._resume()
 
     def _resume(self) -> None:
@@ -133,7 +138,10 @@ class Manager:
             hand_over(self.parts)  # under sudo: a killed run's leftovers stay removable
             with span(tl, "host probe"):
                 self.speed.start()
+            round_t0 = self.pace.clock()
             for index, visit in enumerate(self.visits):
+                if index == 0 or self.visits[index - 1].round != visit.round:
+                    round_t0, self._slotted_s = self.pace.clock(), 0.0
                 todo = self.todo(visit)
                 if not todo:
                     continue
@@ -152,6 +160,9 @@ class Manager:
                 if last_of_round:
                     with span(tl, "pyperf.json"):
                         self._write_pyperf()
+                    self.pace.ran(visit.round, self.pace.clock() - round_t0, self._slotted_s,
+                                  self.values)
+                    self.values = self.pace.next_values(self.suite.rounds - visit.round - 1)
         except KeyboardInterrupt:
             outcome.interrupted = True
         finally:
@@ -162,6 +173,7 @@ class Manager:
         measured = [acc for acc in self.acc.values() if acc.values or acc.errors]
         outcome.done = len(measured)  # cases with at least one trial (finished or failed)
         outcome.failed = sum(not acc.values for acc in measured)
+        outcome.paced = self.pace.summary()
         return outcome
 
     def run_visit(self, visit: Visit, todo: list[Case],
@@ -172,7 +184,7 @@ class Manager:
         A visit cut short by Ctrl-C is dropped whole (its worker got the signal too): a
         resumed run measures it again.
         """
-        spec = VisitSpec(visit.round, tuple(todo), self.counts.frozen, self.suite.values,
+        spec = VisitSpec(visit.round, tuple(todo), self.counts.frozen, self.values,
                          self.suite.warmups, self.suite.value_time, self.io_timeout,
                          self.epoch, tuple(self.opts.strategy_plugins),
                          seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
@@ -198,6 +210,9 @@ class Manager:
                 self.trials.append(row)
                 self.acc[case.id].add(record, lat, visit.round, speed)
             self.counts.add(todo, [record for record, _ in records])  # then frozen
+            self._slotted_s += sum(float(v.get("elapsed_ns") or 0) / 1e9
+                                   for record, _ in records if record.get("slotted")
+                                   for v in record.get("values") or [])
             for case, (record, _) in zip(todo, records):
                 if self.timeline is not None and record.get("phases"):
                     self.timeline.worker(case.id, record["phases"])
@@ -260,6 +275,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
                      "timeout": suite.timeout, "value_time": suite.value_time,
                      "cc": suite.cc, "pairing": "slots",  # analysis/slots.py
+                     "budget_s": suite.budget,  # run/pace.py
                      "fast": opts.fast, "seed": seed, "min_effect": opts.min_effect,
                      "comparisons": [[c.case, c.baseline, c.axis]
                                      for cell in cells(suite.cases) for c in cell.comparisons]},

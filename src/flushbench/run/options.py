@@ -47,6 +47,7 @@ class RunOptions:
     token_file: Path | None = None
     link: str | None = None
     inherit_environ: str | None = None
+    started: float | None = None  # time.monotonic() when the command started (run/pace.py)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class RunOutcome:
     failed: int = 0
     interrupted: bool = False
     visits: int = 0  # visits measured now (0 on a resume: the run was already finished)
+    paced: str = ""  # how the time budget shortened rounds ("" if it did not: run/pace.py)
 
     @property
     def exit_code(self) -> int:
@@ -103,6 +105,8 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         changes["values"] = opts.values
     if opts.cc is not None and meta is None:
         changes["cc"] = opts.cc
+    if meta is not None or opts.fast or opts.rounds or opts.values or opts.link or opts.peers:
+        changes["budget"] = 0.0  # the budget is the suite's as written, on this host
     cc = changes.get("cc", suite.cc)
     if cc and (why := sockopts.cc_unavailable(cc)):
         where = "--cc" if "cc" in changes and meta is None else \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ class Suite:
     # the TCP congestion control of every client connection (TCP_CONGESTION); "": never set,
     # the host's default (net.ipv4.tcp_congestion_control)
     cc: str = ""
+    # seconds of wall time the suite promises on the host it was sized for; later rounds run
+    # fewer values when a slow host would overrun it (run/pace.py); 0: no budget
+    budget: float = 0.0
     source: str = ""  # the TOML text, kept in meta.json
     path: str = ""  # where it was read from
     # (case id, reason) of cases left out because their transport lacks what they need
@@ -55,7 +59,8 @@ class Suite:
 
 SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "rounds": int, "values": int, "warmups": int,
-    "value_time": (int, float), "timeout": int, "link": str, "cc": str}
+    "value_time": (int, float), "timeout": int, "link": str, "cc": str,
+    "budget": (int, float)}
 MAX_ROUNDS = 1000
 
 
@@ -122,6 +127,9 @@ def parse_suite(text: str, where: str = "suite", default_name: str = "custom") -
         raise UsageError(f"{where}: [suite] rounds must be <= {MAX_ROUNDS}")
     if head.get("warmups", 0) < 0 or head.get("value_time", 1) <= 0:
         raise UsageError(f"{where}: [suite] warmups must be >= 0 and value_time > 0")
+    if not 0 <= head.get("budget", 0) < math.inf:
+        raise UsageError(f"{where}: [suite] budget must be seconds >= 0 (0: none), got "
+                         f"{head['budget']!r}")
     if head.get("cc") and not re.fullmatch(CC_NAME, head["cc"]):
         raise UsageError(f"{where}: [suite] cc must name a TCP congestion control like "
                          f"\"cubic\" or \"bbr\" (or \"\" for the host's default), got "
@@ -132,6 +140,7 @@ def parse_suite(text: str, where: str = "suite", default_name: str = "custom") -
     cases = expand(matrices, where)
     settings: dict[str, Any] = dict(head)
     name = str(settings.pop("name", default_name))
-    if "value_time" in settings:
-        settings["value_time"] = float(settings["value_time"])
+    for key in ("value_time", "budget"):
+        if key in settings:
+            settings[key] = float(settings[key])
     return Suite(name=name, cases=tuple(cases), source=text, **settings)
