@@ -11,11 +11,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+from flushbench.errors import FlushbenchError
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 3600.0  # one suite run, at most (the full quick suite takes minutes)
+
+
+def cli(main: Callable[[], int], name: str) -> int:
+    """``main()``, with flushbench's own errors (a stored run that does not load, say) as
+    one line on stderr and exit code 2, as the flushbench command gives them."""
+    try:
+        return main()
+    except FlushbenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
 
 
 def load_line() -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import load_line, log_tail, run_suite, workdir
+from _common import cli, load_line, log_tail, run_suite, workdir
 
 from flushbench.analysis.compare import align, compare_frame
 from flushbench.analysis.runs import StoredRun, open_runs
@@ -211,4 +211,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main, "bench_repeat"))

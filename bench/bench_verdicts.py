@@ -60,7 +60,7 @@ from typing import Any
 
 import _verdicts_stats as vs
 import pandas as pd
-from _common import load_line, log_tail, run_suite, workdir
+from _common import cli, load_line, log_tail, run_suite, workdir
 from _verdicts_plugin import ALIASES, SLOWED, countdown_overhead_ns
 from _verdicts_stats import pct
 
@@ -450,4 +450,4 @@ def plain(value: Any) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main, "bench_verdicts"))

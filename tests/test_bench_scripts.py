@@ -18,7 +18,7 @@ import pytest
 
 from flushbench.analysis.runs import open_runs
 from flushbench.case import Case
-from flushbench.results import RunWriter
+from flushbench.results import SCHEMA_VERSION, RunWriter
 from flushbench.run.timing import Timeline
 from synthetic import case_data, make_meta, small_cases
 
@@ -318,3 +318,21 @@ def test_harness_loop_pairs_values_on_one_connection(tmp_path: Path) -> None:
                                           for r in got["pairs"])
     low, high = got["summary"]["ci95"]
     assert 0 < low <= got["summary"]["ratio"] <= high
+
+
+@pytest.mark.parametrize("name", ["bench_verdicts", "bench_repeat"])
+def test_stored_runs_that_do_not_load_get_one_line(name: str, tmp_path: Path) -> None:
+    """--from two folders that are not runs (table.csv gone, as in a pruned probe folder):
+    one line naming the folder and what is missing, exit 2, no traceback."""
+    for x in "ab":
+        (tmp_path / x).mkdir()
+        meta = {**make_meta("vm", x), "schema_version": SCHEMA_VERSION}
+        (tmp_path / x / "meta.json").write_text(json.dumps(meta))
+    extra = ["--only-repeat"] if name == "bench_verdicts" else []
+    done = run_script(str(BENCH / f"{name}.py"), *extra, "--from", str(tmp_path / "a"),
+                      str(tmp_path / "b"), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: ")
+    assert "table.csv is missing" in lines[0]
