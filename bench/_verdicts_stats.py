@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flushbench.analysis.ratios import TIMER_RATIO
 from flushbench.analysis.stats import compare_rates
 from flushbench.case import THROUGHPUT_WORKLOADS
 from flushbench.suites import Suite
@@ -26,7 +27,7 @@ POWER_LEVEL = 0.80  # "the smallest effect detected 80 % of the time"
 REPEAT_METRICS = ("throughput_bps", "lat_p50_us")
 REPEAT_TOLERANCE = 0.05
 REPEAT_TARGET = 0.90
-FAR_RATIO = 10.0  # ratios beyond 10x either way: one side is a timer (see repeatability)
+FAR_RATIO = TIMER_RATIO  # ratios beyond 10x either way: one side is a timer (repeatability)
 
 
 def workload_of(case_id: str) -> str:

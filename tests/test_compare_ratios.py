@@ -244,3 +244,20 @@ def test_ratio_of_ratios_edges() -> None:
     moved = ratios.ratio_of_ratios(np.zeros(5), np.full(5, math.log(2.0)))
     assert moved is not None and moved.low == moved.high == pytest.approx(2.0)
     assert moved.p_value == 0.0 and moved.rounds == 5
+
+
+def test_ratios_against_a_timer_are_marked(slow_host: list[Path]) -> None:
+    """A ratio over 10× from 1 (a case out of the delayed-ACK trap against a baseline in it)
+    is marked †, counted in the summary line, and the intro says why it does not travel."""
+    runs = open_runs(slow_host)
+    frame = ratios.ratio_frame(runs)
+    shown = report_compare.ratio_display(frame, runs[1].label)
+    marked = shown[shown["verdict"].str.endswith(" †")]
+    assert set(marked["case"]) == {"wwr-makefile-s64-p2-nd0-sbauto-loopback",
+                                   "wwr-sendall-s64-p2-nd1-sbauto-loopback"}
+    assert not shown.loc[~shown.index.isin(marked.index), "verdict"].str.contains("†").any()
+    line = report_compare.ratio_summary(frame, runs[1].label)
+    assert "† 2 over 10× from 1: one side waits on a timer" in line
+    assert "marked †" in report_compare.ratio_intro(runs[0].label)
+    assert ratios.timer_bound(0.0016) and ratios.timer_bound(1.0, 43.0)
+    assert not ratios.timer_bound(0.25, 3.0, math.nan, 0.0)

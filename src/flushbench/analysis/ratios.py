@@ -234,6 +234,20 @@ def ratio_frame(runs: Sequence[StoredRun], min_effect: float = MIN_EFFECT,
     return frame
 
 
+TIMER_RATIO = 10.0
+"""A case-to-baseline ratio beyond this either way has one side waiting on a timer (a case
+out of the 40 ms delayed-ACK trap against a baseline in it): the timer does not move with
+the host, so the ratio carries the other side's absolute speed, and a ratio of two such
+ratios moves with the machines as an absolute figure does. In back-to-back quick runs here
+the fast side moved 3-18 % while the trap held to 0.2 %
+(results/epyc-2core-vm/20261203-repeat-pairs/)."""
+
+
+def timer_bound(*ratios: float) -> bool:
+    """Whether any of the (case / baseline) ratios is over TIMER_RATIO from 1."""
+    return any(math.isfinite(r) and r > 0 and max(r, 1 / r) > TIMER_RATIO for r in ratios)
+
+
 def headline_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of each comparison's headline figure (throughput or p50 latency)."""
     if frame.empty:
@@ -254,4 +268,6 @@ def summary(frame: pd.DataFrame, run: str) -> dict[str, int]:
             "same": int((real["verdict"] == "same").sum()),
             "no data": int((real["verdict"] == "no data").sum()),
             "twins": len(twins),
-            "twins different": int(twins["verdict"].isin(["better", "worse"]).sum())}
+            "twins different": int(twins["verdict"].isin(["better", "worse"]).sum()),
+            "timer": sum(timer_bound(float(a), float(b))
+                         for a, b in zip(real["ref_ratio"], real["run_ratio"]))}

@@ -15,7 +15,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, metadata_diff
-from ..analysis.ratios import METRIC_LABELS, RATIOS, headline_rows, ratio_frame, summary
+from ..analysis.ratios import (
+    METRIC_LABELS,
+    RATIOS,
+    headline_rows,
+    ratio_frame,
+    summary,
+    timer_bound,
+)
 from ..analysis.runs import RATIO_RANGE, StoredRun, open_runs
 from ..case import THROUGHPUT_WORKLOADS
 from ..files import make_dirs
@@ -81,7 +88,9 @@ def ratio_display(ratios: pd.DataFrame, run: str, headline: bool = True) -> pd.D
                      "run/ref": fmt_ratio(r["ratio"]), "95% CI": _ci(r["ci_low"], r["ci_high"]),
                      "q": f"{r['q_value']:.2g}" if np.isfinite(r["q_value"]) else "–",
                      "verdict": (RATIO_MARKS.get(r["verdict"], r["verdict"])
-                                 if r["status"] == "ok" else r["status"])})
+                                 if r["status"] == "ok" else r["status"])
+                     + (" †" if timer_bound(float(r["ref_ratio"]), float(r["run_ratio"]))
+                        else "")})
     table: pd.DataFrame = pd.DataFrame(rows, columns=[
         "case", "vs", "baseline", "metric", "case/base (ref)", "case/base (run)", "run/ref",
         "95% CI", "q", "verdict"])
@@ -98,6 +107,10 @@ def ratio_summary(ratios: pd.DataFrame, run: str) -> str:
     if n["twins"]:
         line += (f"; A/A twins called different: {n['twins different']} of {n['twins']} "
                  "(identical code: any call here is noise)")
+    if n["timer"]:
+        line += (f"; † {n['timer']} over 10× from 1: one side waits on a timer (the 40 ms "
+                 "delayed-ACK trap), so the ratio carries the other side's absolute speed "
+                 "and moves with the host, as an absolute figure does")
     return line
 
 
@@ -106,8 +119,10 @@ def ratio_intro(ref: str) -> str:
             "axis, measured beside it in every round) in each run, and the ratio of those "
             f"ratios, run / {ref}. A host's speed and drift move a case and its baseline "
             "alike, so they cancel within each run: this is the figure to compare between "
-            "machines. 95 % interval and p from Welch's t on the two runs' per-round log "
-            "ratios; q: Benjamini–Hochberg over the run's tests; better / worse when q < 0.05, "
+            "machines, except where one side waits on a timer (a ratio over 10× from 1, "
+            "marked †: the 40 ms delayed-ACK trap does not move with the host). 95 % "
+            "interval and p from Welch's t on the two runs' per-round log ratios; q: "
+            "Benjamini–Hochberg over the run's tests; better / worse when q < 0.05, "
             "the interval excludes 1 and the change is at least 3 %. Better / worse means the "
             "case gained / lost on its baseline in the run.")
 
