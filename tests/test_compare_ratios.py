@@ -259,5 +259,10 @@ def test_ratios_against_a_timer_are_marked(slow_host: list[Path]) -> None:
     line = report_compare.ratio_summary(frame, runs[1].label)
     assert "† 2 over 10× from 1: one side waits on a timer" in line
     assert "marked †" in report_compare.ratio_intro(runs[0].label)
-    assert ratios.timer_bound(0.0016) and ratios.timer_bound(1.0, 43.0)
+    assert ratios.timer_bound(0.0016) and ratios.timer_bound(1.0, 43.0, metric="lat_p99_us")
     assert not ratios.timer_bound(0.25, 3.0, math.nan, 0.0)
+    # segments per message are counted, not timed: 612x more with TCP_NODELAY is no timer
+    assert not ratios.timer_bound(612.0, metric="segs_per_msg")
+    every = report_compare.ratio_display(frame, runs[1].label, headline=False)
+    segs = every[every["metric"] == ratios.METRIC_LABELS["segs_per_msg"]]
+    assert len(segs) and not segs["verdict"].str.contains("†").any()

@@ -89,8 +89,8 @@ def ratio_display(ratios: pd.DataFrame, run: str, headline: bool = True) -> pd.D
                      "q": f"{r['q_value']:.2g}" if np.isfinite(r["q_value"]) else "–",
                      "verdict": (RATIO_MARKS.get(r["verdict"], r["verdict"])
                                  if r["status"] == "ok" else r["status"])
-                     + (" †" if timer_bound(float(r["ref_ratio"]), float(r["run_ratio"]))
-                        else "")})
+                     + (" †" if timer_bound(float(r["ref_ratio"]), float(r["run_ratio"]),
+                                            metric=str(r["metric"])) else "")})
     table: pd.DataFrame = pd.DataFrame(rows, columns=[
         "case", "vs", "baseline", "metric", "case/base (ref)", "case/base (run)", "run/ref",
         "95% CI", "q", "verdict"])
