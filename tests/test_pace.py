@@ -28,7 +28,7 @@ class Clock:
 
 def test_a_host_as_fast_as_planned_keeps_every_value() -> None:
     clock = Clock()
-    pace = Pace(budget_s=BUDGET, values=32, rounds=10, clock=clock)
+    pace = Pace(budget_s=BUDGET, values=32, clock=clock)
     assert pace.next_values(9) == 32  # nothing measured yet: the suite's values
     clock.now = 15.0
     pace.ran(0, seconds=15.0, slotted_s=8.0, values=32)  # 7 s fixed + 8 s of values
@@ -38,7 +38,7 @@ def test_a_host_as_fast_as_planned_keeps_every_value() -> None:
 
 def test_a_slow_host_gets_fewer_values_in_the_rounds_left() -> None:
     clock = Clock()
-    pace = Pace(budget_s=BUDGET, values=32, rounds=10, clock=clock)
+    pace = Pace(budget_s=BUDGET, values=32, clock=clock)
     for r in range(5):  # five slow rounds of 20 s: 8 s fixed, 12 s in 32 values each
         clock.now += 20.0
         pace.ran(r, seconds=20.0, slotted_s=12.0, values=32)
@@ -59,7 +59,7 @@ def test_a_slow_host_gets_fewer_values_in_the_rounds_left() -> None:
 def test_one_slow_round_is_averaged_with_the_others() -> None:
     """A single slow round moves the estimate by its share, not all of it."""
     clock = Clock()
-    pace = Pace(budget_s=BUDGET, values=32, rounds=10, clock=clock)
+    pace = Pace(budget_s=BUDGET, values=32, clock=clock)
     for r, secs in enumerate((14.0, 14.0, 25.0)):  # 7 s fixed; 7 s, then 18 s of values
         clock.now += secs
         pace.ran(r, seconds=secs, slotted_s=secs - 7.0, values=32)
@@ -69,11 +69,11 @@ def test_one_slow_round_is_averaged_with_the_others() -> None:
 
 def test_no_budget_and_small_suites_are_left_alone() -> None:
     clock = Clock()
-    pace = Pace(budget_s=0, values=32, rounds=10, clock=clock)
+    pace = Pace(budget_s=0, values=32, clock=clock)
     clock.now = 1000.0
     pace.ran(0, seconds=1000.0, slotted_s=900.0, values=32)
     assert pace.next_values(9) == 32
-    small = Pace(budget_s=1, values=5, rounds=10, clock=clock)
+    small = Pace(budget_s=1, values=5, clock=clock)
     small.ran(0, seconds=10.0, slotted_s=5.0, values=5)
     assert small.next_values(9) == 5  # below the floor already: nothing to take away
 

@@ -97,7 +97,7 @@ class Manager:
         self.speed = hostspeed.Tracker(opts.pin.values())
         self.acc = {cid: CaseTrials(case) for cid, case in self.cases.items()}
         self.trials: list[dict[str, Any]] = []
-        self.pace = Pace(suite.budget, suite.values, suite.rounds,  # the time budget
+        self.pace = Pace(suite.budget, suite.values,  # the time budget
                          started=time.monotonic() if opts.started is None else opts.started)
         self.values = suite.values  # per trial in the coming round (pace.py may lower it)
         self._slotted_s = 0.0  # the current round's slotted values, summed over its cases
@@ -138,7 +138,7 @@ class Manager:
             hand_over(self.parts)  # under sudo: a killed run's leftovers stay removable
             with span(tl, "host probe"):
                 self.speed.start()
-            round_t0 = self.pace.clock()
+            round_t0 = self.pace.clock()  # when the current round's first visit started
             for index, visit in enumerate(self.visits):
                 if index == 0 or self.visits[index - 1].round != visit.round:
                     round_t0, self._slotted_s = self.pace.clock(), 0.0

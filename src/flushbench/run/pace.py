@@ -1,7 +1,7 @@
 """Keeping a run inside its suite's time budget: fewer values per trial in later rounds.
 
-A suite may promise a wall time (``[suite] budget``, seconds of ``flushbench run``: the
-quick suite's 170 keeps it inside 3 minutes). Loop counts are frozen after the calibration
+A suite may set a wall time (``[suite] budget``, seconds of ``flushbench run``: the quick
+suite's 170, to stay inside 3 minutes). Loop counts are frozen after the calibration
 rounds, so a host that slows down afterwards (this VM: round trips at 0.7-1 ms instead of
 ~70 us for stretches, whole runs 10-30 % slower) stretches every later value: quick runs
 of 144-161 s went to 182 s once. So after each round the manager asks
@@ -13,14 +13,16 @@ seconds, both from the rounds so far: ``per_value`` is their time in slotted val
 over the cases) over their values per case, ``fixed`` the rest of a round on average (worker
 start-ups, connections, warm-ups, slow cases' values, writes). Averages, not the last round:
 one slow round (25 s against 14) made the last-round rule cut the next to 9 values of 32
-(a quick run here). Shared evenly over the rounds left, what remains of
-the budget (less ``reserve_s`` for the end: verdicts.csv) gives the values, never more than
-the suite's and never fewer than ``MIN_VALUES``. On a host as fast as when the suite was
-sized it changes nothing. Fewer values widen that run's intervals a little; the verdicts
-stay paired by round and slot (a case and its baseline always run the same values in a
-round). The budget is the suite's promise for the suite as written: ``--rounds``,
-``--values``, ``--fast``, ``--link``, ``--peer`` and ``--resume`` turn it off
-(``options.prepare_suite``).
+(a quick run here). Shared evenly over the rounds left, what remains of the budget (less
+``RESERVE_S`` for the end: verdicts.csv) gives the values, never more than the suite's and
+never fewer than ``MIN_VALUES``. On a host as fast as when the suite was sized it changes
+nothing. It cannot make up for everything: warm-ups, connections and the trap cases' 43 ms
+operations do not shrink with the values, and a run whose host was slow in half its rounds
+took about 182 s with five rounds at the floor (results/epyc-2core-vm/20261203-time-budget/).
+Fewer values widen that run's intervals a little; the verdicts stay paired by round and slot
+(a case and its baseline always run the same values in a round). The budget is the suite's,
+as written: ``--rounds``, ``--values``, ``--fast``, ``--link``, ``--peer`` and ``--resume``
+turn it off (``options.prepare_suite``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ class Pace:
 
     budget_s: float  # 0: no budget
     values: int  # the suite's values per trial (the most a round runs)
-    rounds: int
     clock: Callable[[], float] = time.monotonic
     started: float = field(default=math.nan)  # on ``clock``; nan: now
     by_round: dict[int, int] = field(default_factory=dict)  # round -> values it ran
