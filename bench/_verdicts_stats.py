@@ -276,8 +276,7 @@ def far_levels(far: pd.DataFrame, trials_a: pd.DataFrame, trials_b: pd.DataFrame
         m = str(row.metric)
         moved = {side: level(trials_b, cid, m) / level(trials_a, cid, m)
                  for side, cid in (("case", str(row.case)), ("baseline", str(row.baseline)))}
-        lower_is_faster = m.startswith("lat_")
-        case_slower = (float(row.ratio_a) > 1.0) == lower_is_faster
+        case_slower = (float(row.ratio_a) > 1.0) != bool(row.higher_is_better_a)
         slow.append(moved["case" if case_slower else "baseline"])
         fast.append(moved["baseline" if case_slower else "case"])
 
@@ -299,7 +298,7 @@ def repeatability(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = REPEAT_TO
     def usable(v: pd.DataFrame) -> pd.DataFrame:
         ratio = pd.to_numeric(v["ratio"], errors="coerce")
         ok = v["metric"].isin(list(metrics)) & np.isfinite(ratio) & (ratio > 0)
-        out: pd.DataFrame = v.loc[ok, key].assign(ratio=ratio[ok])
+        out: pd.DataFrame = v.loc[ok, [*key, "higher_is_better"]].assign(ratio=ratio[ok])
         return out
 
     ua, ub = usable(a), usable(b)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import statistics
 import tempfile
 import time
 from array import array
@@ -292,11 +293,10 @@ def calibrated_ops(values: Sequence[ValueStats], loops: int, value_time: float) 
     ``value_time`` at the median time per operation of its values (at most ``loops``, at
     least 1), not the last value's size, which one stalled value would set; 0 without
     values."""
-    per_op = sorted(v.elapsed_ns / v.ops / 1e9 for v in values if v.ops > 0)
+    per_op = [v.elapsed_ns / v.ops / 1e9 for v in values if v.ops > 0]
     if not per_op:
         return 0
-    mid = len(per_op) // 2
-    median = per_op[mid] if len(per_op) % 2 else (per_op[mid - 1] + per_op[mid]) / 2
+    median = statistics.median(per_op)
     if median <= 0 or value_time <= 0:
         return max(1, loops)
     return max(1, min(loops, int(value_time / median * (1 + 1e-9))))  # 0.01 / 1e-5: 1000

@@ -82,6 +82,8 @@ SLOW_FLOOR = 0.01
 def slow_op_s(value_time: float) -> float:
     """The op time past which a case runs its values in a row instead of in slots."""
     return max(SLOW_OP * value_time, SLOW_FLOOR)
+
+
 SLOW_VALUES = 2  # values of a slow case (each holds at least one whole operation)
 
 
