@@ -202,3 +202,29 @@ def test_shell_completion_offers_commands_suites_and_strategies(
     assert proc.returncode == 0, proc.stderr
     words = {w.strip() for w in out.read_text().replace("\x0b", "\n").split("\n") if w.strip()}
     assert words == offered
+
+
+def test_ctrl_c_while_a_class_is_defined_is_an_interrupt(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C can land while a command's lazy import defines a class; Python then raises a
+    RuntimeError caused by the KeyboardInterrupt (from ``__set_name__``). That is an
+    interrupt: exit 130 and one line, no traceback (tests/test_interrupt.py hit it)."""
+    from flushbench import commands
+
+    class Interrupting:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise KeyboardInterrupt
+
+    def interrupted_import(args: object) -> int:
+        type("Obj", (), {"fields": Interrupting()})  # as `class Obj: fields = ...` does
+        return 0
+
+    def broken(args: object) -> int:
+        raise RuntimeError("a real bug")
+
+    monkeypatch.setitem(commands.COMMANDS, "show", interrupted_import)
+    assert cli.main(["show", "."]) == 130
+    assert capsys.readouterr().err.strip() == "flushbench: interrupted"
+    monkeypatch.setitem(commands.COMMANDS, "show", broken)
+    with pytest.raises(RuntimeError, match="a real bug"):  # other errors are not hidden
+        cli.main(["show", "."])

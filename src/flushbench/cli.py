@@ -273,6 +273,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except Exception as exc:
+        if not _from_interrupt(exc):
+            raise
+        print("flushbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` wraps a Ctrl-C: Python turns a KeyboardInterrupt raised while a class
+    is being defined (a lazy import mid-way) into a RuntimeError caused by it."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def entry() -> None:
