@@ -41,6 +41,7 @@ from typing import Any
 
 from _common import load_line, log_tail, workdir
 
+from flushbench import procs
 from flushbench.case import Case
 from flushbench.errors import FlushbenchError
 from flushbench.run.schedule import Visit
@@ -206,14 +207,18 @@ def slowest_warm_ups(timeline: Timeline, top: int = 8) -> str:
 
 
 def median_run_s(argv: list[str], n: int = PROBE_RUNS, poll: bool = False) -> float:
-    """Median wall time of ``argv`` from spawn to reaped; ``poll``: wait as the manager
-    waits for a visit's worker (``Popen.wait(timeout)``, which polls)."""
+    """Median wall time of ``argv`` from spawn to reaped; ``poll``: with Popen's own
+    ``wait(timeout)``, which polls (sleeps of up to 50 ms); otherwise as the manager waits
+    for a visit's worker (``procs.wait``: at the exit)."""
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:  # with a timeout, Popen.wait polls (sleeps up to 50 ms), as run/visits.py
-            proc.wait(PROBE_TIMEOUT_S if poll else None)
+        try:  # with a timeout, Popen.wait polls (sleeps up to 50 ms); procs.wait does not
+            if poll:
+                proc.wait(PROBE_TIMEOUT_S)
+            else:
+                procs.wait(proc, PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -232,9 +237,9 @@ def start_up_costs() -> list[tuple[str, float]]:
               ("python -S -c pass (no site)", [py, "-S", "-c", "pass"], False),
               ("python -c 'import asyncio'", [py, "-c", "import asyncio"], False),
               (f"python -c '{w}'", [py, "-c", w], False),
-              (f"python -c '{w}' (timed wait, as the manager)", [py, "-c", w], True),
+              (f"python -c '{w}' (Popen.wait with a timeout: polls)", [py, "-c", w], True),
               (f"python -c '{w}; os._exit(0)'", [py, "-c", quit_], False),
-              (WORKER_START, [py, "-c", quit_], True),
+              (WORKER_START, [py, "-c", quit_], False),
               ("python -m flushbench.measure.visit --help",
                [py, "-m", "flushbench.measure.visit", "--help"], False),
               ("python -c 'import the CLI modules of run'", [py, "-c", cli], False)]

@@ -87,7 +87,7 @@ def run_visit(spec: VisitSpec, folder: Path, peer: str, worker_args: Sequence[st
             if proc.stdin is not None:  # one short line: the pipe takes it without blocking
                 with contextlib.suppress(OSError), proc.stdin:
                     proc.stdin.write(f"{ticket}\n".encode())
-            code = proc.wait(timeout=timeout)
+            code = procs.wait(proc, timeout)
             if code:
                 reason = f"the visit's worker exited with code {code}"
         except subprocess.TimeoutExpired:
