@@ -80,6 +80,9 @@ def test_smoke_run_writes_the_four_outputs(smoke_run: Path) -> None:
     trials = pd.read_csv(smoke_run / "trials.csv")
     assert len(trials) == 9 * 5 and set(trials["round"]) == set(range(5))
     assert trials.groupby("round")["case"].nunique().eq(9).all()
+    # every trial's GO/READY round trip (the host's wake-up time, analysis/hoststate.py):
+    # a real round trip through the peer process, well under a second
+    assert trials["ready_us"].between(1.0, 1e6).all(), trials["ready_us"]
     verdicts = pd.read_csv(smoke_run / "verdicts.csv")
     assert set(verdicts["verdict"]) <= {"better", "worse", "same", "no data"}
     assert (verdicts["axis"] == "A/A").sum() == 3 * 3 - 1  # stream: 2 metrics, rr/wwr: 3

@@ -121,6 +121,7 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
     without verdicts, or with ``show_all``) on ``console`` (standard output by default),
     then its quality warnings (standard error)."""
     from .report.terminal import (
+        host_state_line,
         noise_line,
         quality_lines,
         text,
@@ -143,6 +144,9 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
     if table is not None:
         console.print(table)
         console.print(noise_line(run), highlight=False)
+        slow = host_state_line(run)
+        if slow is not None:
+            console.print(slow, highlight=False)
         if not show_all:
             console.print(text(f"every figure of every case: flushbench show --all {run.path}",
                                style="dim"), highlight=False)

@@ -38,7 +38,7 @@ TRIALS = "trials.csv"
 TRIAL_COLUMNS = ["case", "workload", "round", "cell", "position", "start_s", "end_s", "cpu",
                  "pid", "loops", "values", "throughput_bps", "msgs_per_s", "lat_p50_us",
                  "lat_p99_us", "segs_per_msg", "send_calls_per_msg", "cpu_s_per_gb_client",
-                 "cpu_s_per_gb_peer", "host_speed", "error"]
+                 "cpu_s_per_gb_peer", "host_speed", "ready_us", "error"]
 _TRIAL_TEXT = ("case", "workload", "cell", "cpu", "error")
 _TRIAL_NUMBERS = [c for c in TRIAL_COLUMNS if c not in _TRIAL_TEXT]
 _VERDICT_TEXT = ("case", "baseline", "axis", "metric", "verdict")

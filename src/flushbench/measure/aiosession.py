@@ -60,10 +60,11 @@ class AsyncLoop:
         case, ts, strat = self.case, self.ts, self.strategy
         reader, writer = strat.streams
         send, parts = strat.send_message, self.parts
+        pc = perf_counter_ns
+        go = pc()
         writer.write(protocol.pack_go(n))
         await writer.drain()
         protocol.check_ready(await reader.read(1))
-        pc = perf_counter_ns
         cpu0 = time.thread_time_ns()
         t0 = pc()
         if case.workload in ONE_WAY_WORKLOADS:
@@ -86,7 +87,7 @@ class AsyncLoop:
                 ts[i] = pc()
             t1 = pc()
             done = await reader.readexactly(protocol.DONE.size)
-        return Timed(t0, t1 - t0, time.thread_time_ns() - cpu0, done)
+        return Timed(t0, t1 - t0, time.thread_time_ns() - cpu0, done, t0 - go)
 
     def close(self) -> None:
         """Say BYE and close the stream, bounded (the peer may be gone); close the loop."""

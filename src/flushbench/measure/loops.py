@@ -30,6 +30,9 @@ class Timed(NamedTuple):
     elapsed_ns: int
     cpu_ns: int  # the client thread's CPU time
     done: bytes  # the peer's DONE message
+    # GO sent to READY read, untimed: one round trip through the peer process at the value's
+    # start, the host's wake-up time (its slow states: analysis/hoststate.py); 0: not taken
+    ready_ns: int = 0
 
 
 def make_parts(case: Case) -> list[bytes]:
@@ -76,9 +79,10 @@ class SyncLoop:
         sock, case, ts = self.sock, self.case, self.ts
         send = self.strategy.send_message
         parts = self.parts
+        pc = perf_counter_ns
+        go = pc()
         sock.sendall(protocol.pack_go(n))
         protocol.check_ready(sock.recv(1))
-        pc = perf_counter_ns
         cpu0 = time.thread_time_ns()
         t0 = pc()
         if case.workload == "stream":
@@ -112,7 +116,7 @@ class SyncLoop:
                 ts[i] = pc()
             t1 = pc()
             done = protocol.recv_exact(sock, protocol.DONE.size)
-        return Timed(t0, t1 - t0, time.thread_time_ns() - cpu0, done)
+        return Timed(t0, t1 - t0, time.thread_time_ns() - cpu0, done, t0 - go)
 
     def close(self) -> None:
         """Flush what the strategy holds and say BYE (the caller closes the socket)."""

@@ -51,6 +51,8 @@ class ValueStats:
     # A driver case (many connections): each connection's own time in the value, from the
     # common start to its end (measure/multisession.py); None for one connection.
     conn_ns: list[int] | None = None
+    # The GO/READY round trip before the value (untimed; None: not taken, as by a driver).
+    ready_ns: int | None = None
 
 
 class ValueLoop(Protocol):
@@ -225,7 +227,7 @@ class Session:
             if "data_segs_out" in info1 else None,
             retrans=info1["total_retrans"] - info0["total_retrans"]
             if "total_retrans" in info1 else None,  # no TCP_INFO (AF_UNIX): unknown, not 0
-            tls_bytes=self._tls_bytes(info0, info1, nbytes)))
+            tls_bytes=self._tls_bytes(info0, info1, nbytes), ready_ns=timed.ready_ns or None))
         ts, prev, lat = self.ts, timed.t0_ns, self.latencies
         for i in range(n):
             lat.append(ts[i] - prev)

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import coverage
+from ..analysis.hoststate import host_state
 from ..analysis.noise import noise_floor
 from ..analysis.quality import findings
 from ..analysis.runs import StoredRun
@@ -105,6 +106,12 @@ def noise_line(run: StoredRun) -> Text:
     if warn:
         return Text("WARNING: ", style="bold red") + text(words, style="red")
     return text(words)
+
+
+def host_state_line(run: StoredRun) -> Text | None:
+    """A WARNING (red) when some rounds caught the host in a slow state; None otherwise."""
+    words = verdicts.host_state_sentence(host_state(run.trials))
+    return Text("WARNING: ", style="bold red") + text(words, style="red") if words else None
 
 
 def quality_lines(frame: pd.DataFrame) -> list[str]:

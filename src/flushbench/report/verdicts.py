@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.cells import AA
+from ..analysis.hoststate import HostState
 from ..analysis.noise import NoiseFloor
 from ..analysis.runs import StoredRun
 from ..case import WORKLOADS, size_label
@@ -191,6 +192,19 @@ def noise_sentence(floor: NoiseFloor, code: Callable[[str], str] = str) -> tuple
                   f"out better or worse ({shown}{more}): identical code was called different, "
                   f"so this run's verdicts are less reliable than their q values say; the twins "
                   f"reach {widest}. Rerun on a quieter machine or with more --rounds.")
+
+
+def host_state_sentence(state: HostState) -> str:
+    """One warning when some rounds caught the host in a slow state ("" when none did)."""
+    if not state.slow:
+        return ""
+    rounds = ", ".join(str(r + 1) for r in state.slow)
+    which = f"round {rounds}" if len(state.slow) == 1 else f"rounds {rounds}"
+    return (f"{len(state.slow)} of {state.rounds} rounds caught the host in a slow state "
+            f"({which}: its wake-ups {state.factor:.0f}× as slow as usual, a round trip to the "
+            f"peer in {state.slow_us:.0f} µs against {state.usual_us:.0f}). Paths that wait "
+            "for the peer differently slow down by different factors there, so these "
+            "verdicts mix two hosts; rerun when the host is steady (trials.csv, ready_us).")
 
 
 def display(part: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ and its pyperf Benchmark (one pyperf Run per trial) are made.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ TRIALS = "trials.csv"
 TRIAL_COLUMNS = ["case", "workload", "round", "cell", "position", "start_s", "end_s", "cpu",
                  "pid", "loops", "values", "throughput_bps", "msgs_per_s", "lat_p50_us",
                  "lat_p99_us", "segs_per_msg", "send_calls_per_msg", "cpu_s_per_gb_client",
-                 "cpu_s_per_gb_peer", "host_speed", "error"]
+                 "cpu_s_per_gb_peer", "host_speed", "ready_us", "error"]
 # A value's counters, kept per value in the samples file (``v_<field>``) so that an
 # interrupted run resumes with everything it measured.
 VALUE_FIELDS = ("ops", "msgs", "bytes", "reply_bytes", "elapsed_ns", "cpu_client_ns",
@@ -68,6 +69,8 @@ def trial_row(case: Case, record: dict[str, Any], lat: np.ndarray, round_: int, 
                                int(record.get("loops") or 0))
         for key in _FIGURES:
             row[key] = figures.get(key)
+        ready = [v["ready_ns"] for v in values if v.get("ready_ns")]
+        row["ready_us"] = statistics.median(ready) / 1e3 if ready else None
     return row
 
 

@@ -1,0 +1,65 @@
+"""Rounds the host spent in a slow state: its wake-ups many times slower than usual.
+
+Before every value the worker sends GO and waits for the peer's READY (untimed): one round
+trip through the peer process, so one wake-up on each side. Its median per trial is
+trials.csv's ``ready_us``. A round's figure is the median over its trials; since every round
+runs the same cases, rounds compare like with like.
+
+On a shared VM the host sometimes sleeps its idle virtual CPUs deeper for a while: round
+trips then take 5-14 times as long (64 B requests at 300-830 µs instead of about 60, in
+4 and 2 rounds of two quick runs, results/epyc-2core-vm/20261203-repeat-pairs/). Paired
+ratios do not cancel that: paths that wait for the peer in different ways slow down by
+different factors (``sendmsg`` against ``sendall`` on rr 64 B: 0.38 in such a round, 0.95
+in the others). A run with such rounds mixes two hosts; this module finds them, and the
+terminal and report say so. It changes no verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SLOW_FACTOR = 3.0  # a round this many times the usual round's wake-up time is "slow"
+# The usual round: a low quantile of the rounds' medians, so that a run with most of its
+# rounds slow still measures against the rounds that were not (within a run the rounds'
+# medians spread by less than 1.4x when the host holds its state; 3x leaves room).
+USUAL_QUANTILE = 0.25
+MIN_ROUNDS = 3  # fewer rounds with the figure: no "usual" to compare with
+
+
+@dataclass(frozen=True)
+class HostState:
+    """The rounds with a wake-up figure, the slow ones and how slow."""
+
+    rounds: int = 0  # rounds with a figure
+    slow: tuple[int, ...] = ()  # the slow rounds, in order
+    usual_us: float = math.nan  # the usual round's GO/READY round trip
+    slow_us: float = math.nan  # the median over the slow rounds
+
+    @property
+    def factor(self) -> float:
+        """How many times the usual round trip the slow rounds took (NaN: none slow)."""
+        if not self.slow or not self.usual_us > 0:
+            return math.nan
+        return self.slow_us / self.usual_us
+
+
+def host_state(trials: pd.DataFrame) -> HostState:
+    """The host's state round by round, from trials.csv (empty before the column)."""
+    if trials.empty or "ready_us" not in trials.columns or "round" not in trials.columns:
+        return HostState()
+    ready = pd.to_numeric(trials["ready_us"], errors="coerce")
+    ok = trials.assign(_ready=ready)[np.isfinite(ready) & (ready > 0)]
+    if "error" in ok.columns:
+        ok = ok[ok["error"].fillna("").astype(str) == ""]
+    by_round = ok.groupby("round")["_ready"].median()
+    if len(by_round) < MIN_ROUNDS:
+        return HostState(rounds=len(by_round))
+    usual = float(by_round.quantile(USUAL_QUANTILE))
+    slow = by_round[by_round > SLOW_FACTOR * usual]
+    return HostState(rounds=len(by_round), slow=tuple(int(r) for r in slow.index),
+                     usual_us=usual,
+                     slow_us=float(slow.median()) if len(slow) else math.nan)

@@ -1,0 +1,99 @@
+"""Rounds that caught the host in a slow state: found from each trial's GO/READY round trip
+(trials.csv ``ready_us``), said once at the top of the verdicts in the terminal and the
+report, never a change to a verdict. A real run stores the figure for every trial."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flushbench import cli
+from flushbench.analysis.hoststate import SLOW_FACTOR, host_state
+from flushbench.analysis.runs import open_runs
+from flushbench.report import document
+from flushbench.run.trials import TRIALS
+from synthetic import small_cases, write_paired_run
+
+
+def trials(ready_by_round: list[float], per_round: int = 12, seed: int = 0,
+           spread: float = 0.15) -> pd.DataFrame:
+    """Trials whose GO/READY figures scatter around each round's level."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame([{"case": f"c{i}", "round": r, "error": "",
+                          "ready_us": level * rng.lognormal(0.0, spread)}
+                         for r, level in enumerate(ready_by_round) for i in range(per_round)])
+
+
+def test_rounds_many_times_slower_are_found() -> None:
+    """Rounds 5, 6, 8 and 9 (0-based 4, 5, 7, 8) at about 12x, as in a run of this VM."""
+    state = host_state(trials([60, 57, 70, 74, 810, 825, 63, 720, 770, 80]))
+    assert state.rounds == 10 and state.slow == (4, 5, 7, 8)
+    assert 8 < state.factor < 16
+    assert 50 < state.usual_us < 80
+
+
+def test_a_steady_host_has_no_slow_round_even_when_its_rounds_wander() -> None:
+    """Round medians 42-87 µs within a run (as stored runs here): under the 3x line."""
+    state = host_state(trials([42, 55, 61, 87, 70, 48, 66, 80, 59, 45], seed=3))
+    assert state.rounds == 10 and state.slow == () and math.isnan(state.factor)
+
+
+def test_most_rounds_slow_still_compares_with_the_fast_ones() -> None:
+    """Six slow rounds of ten: the usual round is the quicker quarter's, so all six show."""
+    levels = [60, 700, 720, 65, 750, 800, 62, 690, 58, 710]
+    state = host_state(trials(levels))
+    assert state.slow == tuple(r for r, v in enumerate(levels) if v > 300)
+
+
+def test_failed_trials_and_runs_without_the_figure_say_nothing() -> None:
+    frame = trials([60] * 10)
+    frame.loc[frame["round"] == 3, "error"] = "reset"
+    frame.loc[frame["round"] == 3, "ready_us"] = 5000.0  # a failed trial's figure is not read
+    assert host_state(frame).slow == ()
+    assert host_state(frame.drop(columns=["ready_us"])).rounds == 0
+    assert host_state(trials([60, 900])).slow == ()  # two rounds: nothing to call usual
+    assert host_state(pd.DataFrame()).rounds == 0
+
+
+def test_the_line_is_drawn_at_the_factor() -> None:
+    below = host_state(trials([100] * 9 + [100 * SLOW_FACTOR * 0.9], spread=0.0))
+    above = host_state(trials([100] * 9 + [100 * SLOW_FACTOR * 1.1], spread=0.0))
+    assert below.slow == () and above.slow == (9,)
+
+
+@pytest.fixture()
+def slow_run(tmp_path: Path) -> Path:
+    """A synthetic paired run whose rounds 3 and 6 (1-based) caught the host slow."""
+    run_dir = write_paired_run(tmp_path / "results", "alpha", "slow", small_cases(), rounds=8)
+    frame = pd.read_csv(run_dir / TRIALS)
+    frame["ready_us"] = np.where(frame["round"].isin([2, 5]), 780.0, 62.0)
+    frame.to_csv(run_dir / TRIALS, index=False)
+    return run_dir
+
+
+def test_show_and_report_warn_above_the_verdicts(slow_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["show", str(slow_run)]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: 2 of 8 rounds caught the host in a slow state (rounds 3, 6" in out
+    assert "780 µs against 62" in out
+    document.build_report([slow_run], tmp_path / "report")
+    md = (tmp_path / "report" / "README.md").read_text(encoding="utf-8")
+    warning = md.index("**WARNING** — 2 of 8 rounds caught the host in a slow state")
+    assert md.index("A/A: ") < warning < md.index("### Verdicts")
+    (run,) = open_runs([slow_run])
+    assert set(run.verdicts["verdict"]) <= {"better", "worse", "same", "no data"}
+
+
+def test_a_steady_run_has_no_such_warning(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = write_paired_run(tmp_path / "results", "alpha", "steady", small_cases())
+    frame = pd.read_csv(run_dir / TRIALS)
+    frame["ready_us"] = 62.0
+    frame.to_csv(run_dir / TRIALS, index=False)
+    assert cli.main(["show", str(run_dir)]) == 0
+    assert "slow state" not in capsys.readouterr().out
