@@ -97,3 +97,19 @@ def test_a_steady_run_has_no_such_warning(tmp_path: Path,
     frame.to_csv(run_dir / TRIALS, index=False)
     assert cli.main(["show", str(run_dir)]) == 0
     assert "slow state" not in capsys.readouterr().out
+
+
+def test_compare_names_the_run_that_caught_the_host_slow(slow_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Comparing a steady run with one that had slow rounds: one warning naming that run, in
+    the terminal and in the comparison's document; none for the steady run."""
+    steady = write_paired_run(tmp_path / "results", "beta", "steady", small_cases(), rounds=8)
+    assert cli.main(["compare", str(steady), str(slow_run), "--out",
+                     str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("caught the host in a slow state") == 1
+    assert "alpha/slow: 2 of 8 rounds caught the host" in " ".join(out.split())
+    md = next((tmp_path / "cmp").glob("*.md")).read_text(encoding="utf-8")
+    assert "**WARNING** — `alpha/slow`: 2 of 8 rounds caught the host in a slow state" in md
+    assert "beta/steady`: " not in md

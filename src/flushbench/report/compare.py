@@ -6,7 +6,7 @@ Formatting returns blocks or figures; only :func:`write_outputs` writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, metadata_diff
+from ..analysis.hoststate import host_state
 from ..analysis.ratios import (
     METRIC_LABELS,
     RATIOS,
@@ -27,7 +28,7 @@ from ..analysis.runs import RATIO_RANGE, StoredRun, open_runs
 from ..case import THROUGHPUT_WORKLOADS
 from ..files import make_dirs
 from ..results import atomic_write
-from . import charts
+from . import charts, verdicts
 from .format import fmt_headline, fmt_ratio, with_keys
 from .markup import Doc
 
@@ -112,6 +113,17 @@ def ratio_summary(ratios: pd.DataFrame, run: str) -> str:
                  "delayed-ACK trap), so the ratio carries the other side's absolute speed "
                  "and moves with the host, as an absolute figure does")
     return line
+
+
+def host_state_notes(runs: Sequence[StoredRun], code: Callable[[str], str] = str
+                     ) -> list[str]:
+    """One warning per compared run whose rounds caught the host in a slow state."""
+    notes = []
+    for run in runs:
+        words = verdicts.host_state_sentence(host_state(run.trials))
+        if words:
+            notes.append(f"{code(run.label)}: {words}")
+    return notes
 
 
 def ratio_intro(ref: str) -> str:
@@ -205,6 +217,8 @@ def add_ratio_sections(doc: Doc, runs: Sequence[StoredRun], ratios: pd.DataFrame
     ref = runs[0].label
     doc.heading(level + 1, "Ratio of ratios: each case against its baseline, run by run")
     doc.para(ratio_intro(ref))
+    for note in host_state_notes(runs, lambda label: f"`{label}`"):
+        doc.para(f"**WARNING** — {note}", css="bad")
     missing = ratios.attrs.get("without_trials") or []
     if missing:
         doc.note("No ratio of ratios for " + ", ".join(missing) + ": no trials.csv (a run "

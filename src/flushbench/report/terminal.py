@@ -142,7 +142,7 @@ def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame, width: int = 
     trials) and the absolute comparison, a section per cell, cases named by strategy and
     options; then the geometric means, the metadata diff, coverage."""
     from ..analysis.ratios import ratio_frame
-    from .compare import DRIFT_NOTE, ratio_display, ratio_summary
+    from .compare import DRIFT_NOTE, host_state_notes, ratio_display, ratio_summary
     from .summary import SectionRow, id_row, sectioned_table
 
     out: list[RenderableType] = []
@@ -158,6 +158,8 @@ def compare_tables(runs: Sequence[StoredRun], frame: pd.DataFrame, width: int = 
         return grouped
 
     ratios = ratio_frame(runs)
+    out.extend(Text("WARNING: ", style="bold red") + text(note, style="red")
+               for note in host_state_notes(runs))
     for run in runs[1:]:
         rshown = ratio_display(ratios, run.label)
         if not rshown.empty:
