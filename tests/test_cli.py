@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,27 @@ def test_ctrl_c_while_a_class_is_defined_is_an_interrupt(
     monkeypatch.setitem(commands.COMMANDS, "show", broken)
     with pytest.raises(RuntimeError, match="a real bug"):  # other errors are not hidden
         cli.main(["show", "."])
+
+
+LATE_CTRL_C = """
+import _thread, sys
+from flushbench import cli
+def main(argv=None):
+    print("finished", file=sys.stderr)
+    _thread.interrupt_main()  # SIGINT's handler runs at the next check: outside main()'s try
+    return {code}
+cli.main = main
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("code", [0, 130])
+def test_a_ctrl_c_outside_mains_try_exits_130_in_one_line(code: int) -> None:
+    """A Ctrl-C pending as main() returns (seen once in a full check: a run stopped by
+    Ctrl-C said so, then died by SIGINT, exit -2, with a traceback) is an interrupt:
+    exit 130 and one line."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-c", LATE_CTRL_C.format(code=code)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines() == ["finished", "flushbench: interrupted"]

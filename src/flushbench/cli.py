@@ -295,11 +295,21 @@ def _from_interrupt(exc: BaseException) -> bool:
 
 def entry() -> None:
     """The console script and ``python -m flushbench``: main(), then exit."""
-    code = main()
-    # The work is done (or stopped cleanly): a late Ctrl-C must not turn the exit into a
-    # traceback during interpreter shutdown. Only here, never in main(): a caller that
-    # runs main() in-process would pass an ignored SIGINT on to every child it starts.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code: int | None = None
+    try:
+        code = main()
+        # The work is done (or stopped cleanly): a late Ctrl-C must not turn the exit into a
+        # traceback during interpreter shutdown. Only here, never in main(): a caller that
+        # runs main() in-process would pass an ignored SIGINT on to every child it starts.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        # A Ctrl-C that surfaced outside main()'s own try: on its way out, or in the call
+        # above (which runs a pending handler first). Once in a full check, a run stopped
+        # by Ctrl-C said so and then died by SIGINT (exit -2) instead of exiting 130.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if code is None:
+            print("flushbench: interrupted", file=sys.stderr)
+            code = 130
     sys.exit(code)
 
 

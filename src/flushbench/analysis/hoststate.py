@@ -6,8 +6,8 @@ trials.csv's ``ready_us``. A round's figure is the median over its trials; since
 runs the same cases, rounds compare like with like.
 
 On a shared VM the host sometimes sleeps its idle virtual CPUs deeper for a while: round
-trips then take 5-14 times as long (64 B requests at 300-830 µs instead of about 60, in
-4 and 2 rounds of two quick runs, results/epyc-2core-vm/20261203-repeat-pairs/). Paired
+trips then take 3-13 times as long (64 B requests at 200-830 µs instead of about 60-76, in
+4 and 3 rounds of two quick runs, results/epyc-2core-vm/20261203-repeat-pairs/ p4). Paired
 ratios do not cancel that: paths that wait for the peer in different ways slow down by
 different factors (``sendmsg`` against ``sendall`` on rr 64 B: 0.38 in such a round, 0.95
 in the others). A run with such rounds mixes two hosts; this module finds them, and the
@@ -24,8 +24,8 @@ import pandas as pd
 
 SLOW_FACTOR = 3.0  # a round this many times the usual round's wake-up time is "slow"
 # The usual round: a low quantile of the rounds' medians, so that a run with most of its
-# rounds slow still measures against the rounds that were not (within a run the rounds'
-# medians spread by less than 1.4x when the host holds its state; 3x leaves room).
+# rounds slow still measures against the rounds that were not (in the 30 stored quick runs
+# without slow rounds the slowest round came to 1.12-1.50x the usual one; 3x leaves room).
 USUAL_QUANTILE = 0.25
 MIN_ROUNDS = 3  # fewer rounds with the figure: no "usual" to compare with
 
