@@ -1,10 +1,11 @@
 """A trial's warm-up and the wait for its worker: no time spent that measures nothing.
 
-The warm-up runs untimed values of 1, 2, 4 ... operations for at most WARMUP_TIME and never
-starts one that would not fit the time left: a delayed-ACK trap case (each operation waits
-about 40 ms for the peer's ACK) stops after its first operation instead of waiting a second
-time. ``procs.wait`` returns a worker's exit code as it exits (a pidfd on Linux), not at
-Popen's next poll.
+The warm-up runs untimed values of 1, 2, 4 ... operations for at most WARMUP_TIME; an
+operation as long as a delayed ACK with no room for another ends it: a trap case (each
+operation waits about 40 ms for the peer's ACK) stops after its first operation instead of
+waiting a second time, while a fast case whose first operation stalled goes on.
+``procs.wait`` returns a worker's exit code as it exits (a pidfd on Linux), not at Popen's
+next poll.
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def test_a_slow_operation_ends_the_warm_up_when_the_next_would_not_fit() -> None
     slow = Sleeper(0.042)
     warm_up(slow, 1000)
     assert slow.values == [1]
+
+
+class StallFirst(Sleeper):
+    """A fast case whose first operation stalls (a busy host), shorter than a delayed ACK."""
+
+    def run_value(self, n: int, record: bool = True) -> int:
+        self.op_s = 0.030 if not self.values else 0.0001
+        return super().run_value(n, record)
+
+
+def test_one_stalled_operation_does_not_end_the_warm_up() -> None:
+    """30 ms, then 0.1 ms operations: the warm-up goes on and leaves the fast op time, so the
+    case is not taken for a slow (trap) one."""
+    stalled = StallFirst(0.0)
+    warm_up(stalled, 1000)
+    assert len(stalled.values) > 2 and stalled.est_op_s < 0.001
 
 
 def test_fast_operations_warm_up_in_doubling_values_up_to_the_count() -> None:
@@ -104,6 +121,16 @@ def test_wait_returns_the_exit_code() -> None:
     try:
         assert procs.wait(proc, 30.0) == 3
         assert procs.wait(proc, 0.0) == 3  # reaped already: the code again
+    finally:
+        procs.stop(proc)
+
+
+@pytest.mark.parametrize("timeout", [1e10, float("inf")])
+def test_wait_takes_any_timeout(timeout: float) -> None:
+    """A timeout past poll()'s 2^31 ms (a suite's timeout has no upper bound) or none."""
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+    try:
+        assert procs.wait(proc, timeout) == 4
     finally:
         procs.stop(proc)
 

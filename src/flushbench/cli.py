@@ -9,6 +9,7 @@ so ``flushbench --help`` pays for neither pandas nor matplotlib.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -269,15 +270,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flushbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("flushbench: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError:
         return 141
     except Exception as exc:
         if not _from_interrupt(exc):
             raise
+        return _interrupted()
+
+
+_said = {"interrupted": False}
+
+
+def _interrupted() -> int:
+    """Say "interrupted" once per process; the exit code of an interrupt."""
+    if not _said["interrupted"]:
+        _said["interrupted"] = True
         print("flushbench: interrupted", file=sys.stderr)
-        return 130
+    return 130
 
 
 def _from_interrupt(exc: BaseException) -> bool:
@@ -306,10 +316,10 @@ def entry() -> None:
         # A Ctrl-C that surfaced outside main()'s own try: on its way out, or in the call
         # above (which runs a pending handler first). Once in a full check, a run stopped
         # by Ctrl-C said so and then died by SIGINT (exit -2) instead of exiting 130.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with contextlib.suppress(KeyboardInterrupt):  # yet another, pending here
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if code is None:
-            print("flushbench: interrupted", file=sys.stderr)
-            code = 130
+            code = _interrupted()
     sys.exit(code)
 
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SLOW_FACTOR = 3.0  # a round this many times the usual round's wake-up time is "slow"
-# The usual round: a low quantile of the rounds' medians, so that a run with most of its
-# rounds slow still measures against the rounds that were not (in the 30 stored quick runs
-# without slow rounds the slowest round came to 1.12-1.50x the usual one; 3x leaves room).
-USUAL_QUANTILE = 0.25
+SLOW_FACTOR = 3.0  # a round this many times the quickest round's wake-up time is "slow"
+# Against the quickest round, so that a run with most of its rounds slow still measures
+# against the ones that were not (in the 30 stored quick runs without slow rounds, judged on
+# rr 64 B, the slowest round came to 1.24-1.76x the quickest; 3x leaves room).
 MIN_ROUNDS = 3  # fewer rounds with the figure: no "usual" to compare with
 
 
@@ -36,12 +35,13 @@ class HostState:
 
     rounds: int = 0  # rounds with a figure
     slow: tuple[int, ...] = ()  # the slow rounds, in order
-    usual_us: float = math.nan  # the usual round's GO/READY round trip
+    usual_us: float = math.nan  # the quickest round's GO/READY round trip
     slow_us: float = math.nan  # the median over the slow rounds
 
     @property
     def factor(self) -> float:
-        """How many times the usual round trip the slow rounds took (NaN: none slow)."""
+        """How many times the quickest round's round trip the slow rounds took (NaN: none
+        slow)."""
         if not self.slow or not self.usual_us > 0:
             return math.nan
         return self.slow_us / self.usual_us
@@ -58,7 +58,7 @@ def host_state(trials: pd.DataFrame) -> HostState:
     by_round = ok.groupby("round")["_ready"].median()
     if len(by_round) < MIN_ROUNDS:
         return HostState(rounds=len(by_round))
-    usual = float(by_round.quantile(USUAL_QUANTILE))
+    usual = float(by_round.min())
     slow = by_round[by_round > SLOW_FACTOR * usual]
     return HostState(rounds=len(by_round), slow=tuple(int(r) for r in slow.index),
                      usual_us=usual,

@@ -30,6 +30,9 @@ WARMUP_OPS = 64  # operations on a fresh connection before the first value (leav
 # seconds, at most (every trial warms up its own connection; quick-ACK mode ends after a
 # few round trips: 0.1 s cost the quick suite 23-29 s of its ~180 in warm-ups)
 WARMUP_TIME = 0.05
+# An operation at least this long waited for a delayed ACK (Linux waits at least 40 ms,
+# TCP_DELACK_MIN; trap operations here take 41-45 ms): the warm-up need not see a second.
+DELAYED_ACK_S = 0.035
 
 
 @dataclass
@@ -278,19 +281,21 @@ def warm_up(session: Warmable, max_ops: int) -> float:
 
     The op time it leaves is its last value's: the connection's state once it has left
     quick-ACK mode (a Nagle trap case's first operations may be fast, its later ones wait
-    40 ms for a delayed ACK, and it must be known as slow). No value starts that would not
-    fit the time left: a trap case whose first operation waited 42 ms stops there rather
-    than wait 44 ms more (6 s of a quick run's 14 x 10 trap trials).
+    40 ms for a delayed ACK, and it must be known as slow). An operation that waited as long
+    as a delayed ACK, with no room for another in the time left, ends it: a trap case whose
+    first operation waited 42 ms stops there rather than wait 44 ms more (6 s of a quick
+    run's 14 x 10 trap trials). A shorter stall (a busy host) is followed by another value,
+    so one stalled operation does not make a fast case "slow".
     """
     done, n, start = 0, 1, time.perf_counter()
-    while done < WARMUP_OPS:
+    while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
         session.run_value(n, record=False)
         done += n
         left = WARMUP_TIME - (time.perf_counter() - start)
         by_time = int(left / session.est_op_s) if session.est_op_s > 0 else n * 2
-        if by_time < 1:
+        if by_time < 1 and session.est_op_s >= DELAYED_ACK_S:
             break
-        n = min(n * 2, WARMUP_OPS - done, max_ops, by_time)
+        n = max(1, min(n * 2, WARMUP_OPS - done, max_ops, by_time))
     return time.perf_counter() - start
 
 

@@ -201,8 +201,9 @@ def host_state_sentence(state: HostState) -> str:
     rounds = ", ".join(str(r + 1) for r in state.slow)
     which = f"round {rounds}" if len(state.slow) == 1 else f"rounds {rounds}"
     return (f"{len(state.slow)} of {state.rounds} rounds caught the host in a slow state "
-            f"({which}: its wake-ups {state.factor:.0f}× as slow as usual, a round trip to the "
-            f"peer in {state.slow_us:.0f} µs against {state.usual_us:.0f}). Paths that wait "
+            f"({which}: its wake-ups {state.factor:.3g}× as slow as in the quickest round, "
+            f"a round trip to the peer in {state.slow_us:.3g} µs against "
+            f"{state.usual_us:.3g}). Paths that wait "
             "for the peer differently slow down by different factors there, so these "
             "verdicts mix two hosts; rerun when the host is steady (trials.csv, ready_us).")
 

@@ -17,7 +17,7 @@ one slow round (25 s against 14) made the last-round rule cut the next to 9 valu
 ``RESERVE_S`` for the end: verdicts.csv) gives the values, never more than the suite's and
 never fewer than ``MIN_VALUES``. On a host as fast as when the suite was sized it changes
 nothing. It cannot make up for everything: warm-ups, connections and the trap cases' 43 ms
-operations do not shrink with the values, and a run whose host was slow in half its rounds
+operations do not shrink with the values, and a run whose host was slow in 4 of 10 rounds
 took about 182 s with five rounds at the floor (results/epyc-2core-vm/20261203-time-budget/).
 Fewer values widen that run's intervals a little; the verdicts stay paired by round and slot
 (a case and its baseline always run the same values in a round). The budget is the suite's,
