@@ -33,7 +33,7 @@ def test_rounds_many_times_slower_are_found() -> None:
     state = host_state(trials([60, 57, 70, 74, 810, 825, 63, 720, 770, 80]))
     assert state.rounds == 10 and state.slow == (4, 5, 7, 8)
     assert 8 < state.factor < 16
-    assert 40 < state.usual_us < 70  # the quickest round
+    assert 40 < state.quickest_us < 70
 
 
 def test_a_steady_host_has_no_slow_round_even_when_its_rounds_wander() -> None:
@@ -57,7 +57,7 @@ def test_failed_trials_and_runs_without_the_figure_say_nothing() -> None:
     frame.loc[frame["round"] == 3, "ready_us"] = 5000.0  # a failed trial's figure is not read
     assert host_state(frame).slow == ()
     assert host_state(frame.drop(columns=["ready_us"])).rounds == 0
-    assert host_state(trials([60, 900])).slow == ()  # two rounds: nothing to call usual
+    assert host_state(trials([60, 900])).slow == ()  # two rounds: too few to tell
     assert host_state(pd.DataFrame()).rounds == 0
 
 
@@ -127,3 +127,19 @@ def test_the_warning_words_its_figures_briefly() -> None:
     huge = host_state_sentence(host_state(trials([100] * 9 + [1e300], spread=0.0)))
     assert "1e+300 µs" in huge and len(huge) < 400
     assert host_state_sentence(host_state(trials([100] * 10))) == ""
+
+
+def test_a_quiet_run_still_warns_on_stderr(slow_run: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`flushbench run -q` prints no verdicts, but the slow rounds still get their line on
+    stderr (stdout keeps only the run directory)."""
+    import argparse
+
+    from flushbench.commands import _finish_run
+    from flushbench.run.options import RunOutcome
+
+    args = argparse.Namespace(quiet=True, report=False, resume=None)
+    assert _finish_run(RunOutcome(slow_run, done=1, visits=1), args) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(slow_run)
+    assert "WARNING: 2 of 8 rounds caught the host in a slow state" in " ".join(err.split())

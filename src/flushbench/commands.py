@@ -110,13 +110,12 @@ def _finish_run(outcome: RunOutcome, args: argparse.Namespace) -> int:
     if outcome.paced:  # even with --quiet: the run is not what the suite promises
         console.print(f"note: {outcome.paced}", highlight=False, markup=False, soft_wrap=True)
     if args.quiet:  # without --quiet the verdicts above carry it
-        from .analysis.hoststate import host_state
-        from .report.verdicts import host_state_sentence
+        from .report.terminal import host_state_line
 
         (stored,) = open_runs([run_dir])
-        slow = host_state_sentence(host_state(stored.trials))
-        if slow:
-            console.print(f"warning: {slow}", highlight=False, markup=False, soft_wrap=True)
+        slow = host_state_line(stored)
+        if slow is not None:
+            console.print(slow, highlight=False, soft_wrap=True)
     if outcome.failed:
         console.print(f"{outcome.failed} of {outcome.done} case(s) failed (see the error "
                       "column)", highlight=False)

@@ -26,7 +26,7 @@ SLOW_FACTOR = 3.0  # a round this many times the quickest round's wake-up time i
 # Against the quickest round, so that a run with most of its rounds slow still measures
 # against the ones that were not (in the 30 stored quick runs without slow rounds, judged on
 # rr 64 B, the slowest round came to 1.24-1.76x the quickest; 3x leaves room).
-MIN_ROUNDS = 3  # fewer rounds with the figure: no "usual" to compare with
+MIN_ROUNDS = 3  # fewer rounds with the figure: too few to tell a slow one
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,16 @@ class HostState:
 
     rounds: int = 0  # rounds with a figure
     slow: tuple[int, ...] = ()  # the slow rounds, in order
-    usual_us: float = math.nan  # the quickest round's GO/READY round trip
+    quickest_us: float = math.nan  # the quickest round's GO/READY round trip
     slow_us: float = math.nan  # the median over the slow rounds
 
     @property
     def factor(self) -> float:
         """How many times the quickest round's round trip the slow rounds took (NaN: none
         slow)."""
-        if not self.slow or not self.usual_us > 0:
+        if not self.slow or not self.quickest_us > 0:
             return math.nan
-        return self.slow_us / self.usual_us
+        return self.slow_us / self.quickest_us
 
 
 def host_state(trials: pd.DataFrame) -> HostState:
@@ -58,8 +58,8 @@ def host_state(trials: pd.DataFrame) -> HostState:
     by_round = ok.groupby("round")["_ready"].median()
     if len(by_round) < MIN_ROUNDS:
         return HostState(rounds=len(by_round))
-    usual = float(by_round.min())
-    slow = by_round[by_round > SLOW_FACTOR * usual]
+    quickest = float(by_round.min())
+    slow = by_round[by_round > SLOW_FACTOR * quickest]
     return HostState(rounds=len(by_round), slow=tuple(int(r) for r in slow.index),
-                     usual_us=usual,
+                     quickest_us=quickest,
                      slow_us=float(slow.median()) if len(slow) else math.nan)

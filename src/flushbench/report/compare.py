@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from ..analysis.compare import compare_frame, coverage, geomeans, host_speed, metadata_diff
-from ..analysis.hoststate import host_state
 from ..analysis.ratios import (
     METRIC_LABELS,
     RATIOS,
@@ -120,7 +119,7 @@ def host_state_notes(runs: Sequence[StoredRun], code: Callable[[str], str] = str
     """One warning per compared run whose rounds caught the host in a slow state."""
     notes = []
     for run in runs:
-        words = verdicts.host_state_sentence(host_state(run.trials))
+        words = verdicts.slow_rounds_warning(run)
         if words:
             notes.append(f"{code(run.label)}: {words}")
     return notes

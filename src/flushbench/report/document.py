@@ -23,7 +23,6 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.compare import compare_frame
-from ..analysis.hoststate import host_state
 from ..analysis.noise import noise_floor
 from ..analysis.quality import findings
 from ..analysis.runs import StoredRun, open_runs
@@ -136,7 +135,7 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     """The opening of a run's section: the noise floor, verdict tables and the forest plot."""
     warn, text = verdicts.noise_sentence(noise_floor(run.verdicts), lambda c: f"`{c}`")
     doc.para(f"**WARNING** — {text}" if warn else text, css="bad" if warn else "")
-    slow = verdicts.host_state_sentence(host_state(run.trials))
+    slow = verdicts.slow_rounds_warning(run)
     if slow:
         doc.para(f"**WARNING** — {slow}", css="bad")
     doc.heading(3, "Verdicts")

@@ -19,7 +19,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import coverage
-from ..analysis.hoststate import host_state
 from ..analysis.noise import noise_floor
 from ..analysis.quality import findings
 from ..analysis.runs import StoredRun
@@ -110,7 +109,7 @@ def noise_line(run: StoredRun) -> Text:
 
 def host_state_line(run: StoredRun) -> Text | None:
     """A WARNING (red) when some rounds caught the host in a slow state; None otherwise."""
-    words = verdicts.host_state_sentence(host_state(run.trials))
+    words = verdicts.slow_rounds_warning(run)
     return Text("WARNING: ", style="bold red") + text(words, style="red") if words else None
 
 

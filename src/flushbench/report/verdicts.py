@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.cells import AA
-from ..analysis.hoststate import HostState
+from ..analysis.hoststate import HostState, host_state
 from ..analysis.noise import NoiseFloor
 from ..analysis.runs import StoredRun
 from ..case import WORKLOADS, size_label
@@ -203,9 +203,14 @@ def host_state_sentence(state: HostState) -> str:
     return (f"{len(state.slow)} of {state.rounds} rounds caught the host in a slow state "
             f"({which}: its wake-ups {state.factor:.3g}× as slow as in the quickest round, "
             f"a round trip to the peer in {state.slow_us:.3g} µs against "
-            f"{state.usual_us:.3g}). Paths that wait "
+            f"{state.quickest_us:.3g}). Paths that wait "
             "for the peer differently slow down by different factors there, so these "
             "verdicts mix two hosts; rerun when the host is steady (trials.csv, ready_us).")
+
+
+def slow_rounds_warning(run: StoredRun) -> str:
+    """:func:`host_state_sentence` for a stored run ("" when its host held its state)."""
+    return host_state_sentence(host_state(run.trials))
 
 
 def display(part: pd.DataFrame) -> pd.DataFrame:
