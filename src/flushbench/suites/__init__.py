@@ -1,9 +1,10 @@
 """Suites: TOML files that expand to a deterministic, sorted list of cases.
 
-The named suites (``smoke``, ``quick``, ``full``, ``wan``) ship inside this package, so an
-installed flushbench has them; a path to any ``.toml`` file works too. A suite's ``[[matrix]]``
-tables each expand to the product of their list-valued keys; the union is de-duplicated and
-sorted, so a suite always gives the same ordered list of cases.
+The named suites (``smoke``, ``quick``, ``tls``, ``concurrency``, ``full``, ``wan``) ship
+inside this package, so an installed flushbench has them; a path to any ``.toml`` file works
+too. A suite's ``[[matrix]]`` tables each expand to the product of their list-valued keys;
+the union is de-duplicated and sorted, so a suite always gives the same ordered list of
+cases.
 """
 
 from __future__ import annotations
