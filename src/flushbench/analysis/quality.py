@@ -1,16 +1,28 @@
 """Quality findings: results not to trust as they are (like pyperf's ``format_checks``).
 
-One list, computed here from a run's table and shown by both the terminal and the report
-(their words are in :func:`flushbench.report.format.finding_sentence`).
+One list, computed here from a run's table (and its verdicts) and shown by both the terminal
+and the report (their words are in :func:`flushbench.report.format.finding_sentence`).
+
+How noisy a run was: with verdicts (schema 2), the comparisons on a workload's headline
+figure whose 95 % interval is wide ("wide"); a run without them (schema 1, one block per
+case) is judged by the spread of its per-value rates ("noisy"). The spread says little in
+an interleaved run: a quick run's values last 2 ms, their rates spread 15-30 % in nearly
+every case, and the pairing over rounds is what the verdicts rest on.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-NOISY_RSD = 0.10  # per-value rates spread more than this: say so
+from ..case import headline
+from .cells import AA
+
+NOISY_RSD = 0.10  # per-value rates spread more than this: say so (runs without verdicts)
+WIDE = 0.10  # a headline comparison whose 95 % interval spans more than ± this: say so
 FEW_SAMPLES = 1000  # latency cases with fewer samples: their tail rests on few requests
 LATENCY_WORKLOADS = ("rr", "wwr", "pipeline")
 
@@ -19,27 +31,64 @@ LATENCY_WORKLOADS = ("rr", "wwr", "pipeline")
 class Finding:
     """One kind of problem, the cases it concerns (worst first) and its figures."""
 
-    kind: str  # noisy | few_samples | host_speed | option_mismatch | failed
+    kind: str  # wide | noisy | few_samples | host_speed | option_mismatch | failed
     cases: tuple[str, ...] = ()
-    values: tuple[float, ...] = ()  # per case where it has one (noisy: the spread)
+    values: tuple[float, ...] = ()  # per case where it has one (wide: the interval's ±,
+    # noisy: the spread)
     figures: dict[str, float] = field(default_factory=dict)
     detail: str = ""  # option_mismatch: the kernel's words
+    against: tuple[str, ...] = ()  # wide: each case's baseline
 
 
 def _num(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
 
 
-def findings(table: pd.DataFrame) -> list[Finding]:
-    """Every finding of one run's table, in a fixed order."""
+def half_width(low: float, high: float) -> float:
+    """An interval's ± on the ratio scale, geometric: 1.1 ≈ [0.909, 1.1]; NaN if unknown."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high < low:
+        return math.nan
+    return math.sqrt(high / low) - 1.0
+
+
+def wide(verdicts: pd.DataFrame, workloads: dict[str, str],
+         threshold: float = WIDE) -> Finding | None:
+    """The comparisons (twins aside: the noise floor speaks for them) on their workload's
+    headline figure whose 95 % interval spans more than ±``threshold``, widest first; None
+    when there are none. ``workloads``: case id -> workload, the cases to judge."""
+    rows = verdicts[verdicts["case"].isin(list(workloads)) & (verdicts["axis"] != AA)]
+    judged = rows.loc[np.array([headline(workloads[str(c)]).column == m for c, m in
+                                zip(rows["case"], rows["metric"], strict=True)], dtype=bool)]
+    spans = np.array([half_width(lo, hi) for lo, hi in
+                      zip(_num(judged, "ci_low"), _num(judged, "ci_high"), strict=True)],
+                     dtype=float)
+    known = judged.assign(_span=spans)[np.isfinite(spans)]
+    over = known[known["_span"] > threshold].sort_values(["_span", "case", "baseline"],
+                                                         ascending=[False, True, True])
+    if over.empty:
+        return None
+    return Finding("wide", tuple(over["case"].astype(str)), tuple(over["_span"].astype(float)),
+                   {"threshold": threshold, "of": float(len(known))},
+                   against=tuple(over["baseline"].astype(str)))
+
+
+def findings(table: pd.DataFrame, verdicts: pd.DataFrame | None = None) -> list[Finding]:
+    """Every finding of one run's table, in a fixed order. With the run's ``verdicts``
+    (schema 2) their interval widths say how noisy it was, else the values' spread does."""
     out: list[Finding] = []
     ok = table[table["error"] == ""]
-    rsd = _num(ok, "rate_rsd").fillna(0)
-    noisy = ok.assign(_rsd=rsd)[rsd > NOISY_RSD].sort_values(["_rsd", "case"],
-                                                            ascending=[False, True])
-    if len(noisy):
-        out.append(Finding("noisy", tuple(noisy["case"]), tuple(noisy["_rsd"].astype(float)),
-                           {"threshold": NOISY_RSD}))
+    if verdicts is not None and not verdicts.empty:
+        found = wide(verdicts, dict(zip(ok["case"].astype(str), ok["workload"].astype(str),
+                                        strict=True)))
+        if found is not None:
+            out.append(found)
+    else:
+        rsd = _num(ok, "rate_rsd").fillna(0)
+        noisy = ok.assign(_rsd=rsd)[rsd > NOISY_RSD].sort_values(["_rsd", "case"],
+                                                                ascending=[False, True])
+        if len(noisy):
+            out.append(Finding("noisy", tuple(noisy["case"]),
+                               tuple(noisy["_rsd"].astype(float)), {"threshold": NOISY_RSD}))
     lat = ok[ok["workload"].isin(LATENCY_WORKLOADS)]
     few = lat[_num(lat, "lat_samples").fillna(0) < FEW_SAMPLES]
     if len(few):

@@ -41,7 +41,7 @@ from . import (
     transports,
     verdicts,
 )
-from .format import finding_sentence, finite, fmt_bps, fmt_num, fmt_us, numeric
+from .format import finding_sentence, finite, fmt_bps, fmt_num, fmt_pct, fmt_us, numeric
 from .markup import Doc, Fold
 from .tls import add_sections as tls_sections
 
@@ -148,7 +148,7 @@ def _answer(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
                 "case's value against the baseline's in the same slot. " if slots else ". ") +
              "“better” and “worse” already account for the metric's direction; they need "
              "q < 0.05 (Benjamini–Hochberg), an interval that excludes 1 and an effect of at "
-             f"least {verdicts.fmt_pct(numeric(effect)) if finite(effect) else '3 %'}.")
+             f"least {fmt_pct(numeric(effect)) if finite(effect) else '3 %'}.")
     frame = verdicts.view(run)
     doc.columns()  # the forest plot beside the tables: both open the page (HTML)
     title = "Forest plot: each case's ratio to its baseline on the headline metric"
@@ -311,7 +311,7 @@ def _settings(meta: dict[str, Any]) -> pd.DataFrame:
 
 
 def _quality(doc: Doc, run: StoredRun) -> None:
-    found = findings(run.table)
+    found = findings(run.table, run.verdicts)
     notes = [finding_sentence(f, lambda c: f"`{c}`") for f in found
              if f.kind not in ("failed", "few_samples")]
     if not notes and run.failed.empty:
@@ -319,6 +319,11 @@ def _quality(doc: Doc, run: StoredRun) -> None:
     doc.heading(3, "Quality notes")
     doc.bullets(notes)
     for finding in found:
+        if finding.kind == "wide":
+            doc.table(pd.DataFrame({"case": [f"`{c}`" for c in finding.cases],
+                                    "against": [f"`{c}`" for c in finding.against],
+                                    "95 % interval": [_pct(v) for v in finding.values]}),
+                      collapse_after=8, summary=f"the {len(finding.cases)} wide comparisons")
         if finding.kind == "noisy":
             doc.table(pd.DataFrame({"noisy case": [f"`{c}`" for c in finding.cases],
                                     "values spread (rsd)": [_pct(v) for v in finding.values]}),

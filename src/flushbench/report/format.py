@@ -155,14 +155,26 @@ def without_tls(frame: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
+def fmt_pct(x: float) -> str:
+    """A reach from 1 as a percentage: 0.564 -> '56 %', 0.041 -> '4.1 %', 0.03 -> '3 %'."""
+    pct = 100.0 * x
+    return f"{pct:.0f} %" if pct >= 10 else f"{pct:.2g} %"
+
+
 def finding_sentence(finding: Finding, code: Callable[[str], str] = str) -> str:
     """A quality finding in plain words; ``code`` marks up case ids (Markdown: backticks)."""
     n, f = len(finding.cases), finding.figures
+    if finding.kind == "wide":
+        return (f"{n} of {f['of']:.0f} comparisons have a 95 % interval wider than "
+                f"±{fmt_pct(f['threshold'])} on their headline figure (widest: "
+                f"{code(finding.cases[0])} against {code(finding.against[0])}, "
+                f"±{fmt_pct(finding.values[0])}): there the run cannot tell a smaller difference "
+                "from noise. More --rounds narrow them; so does a quieter host.")
     if finding.kind == "noisy":
         return (f"{n} case(s) are noisy: their per-value rates spread more than "
                 f"{f['threshold']:.0%} (worst {code(finding.cases[0])}, "
                 f"±{finding.values[0]:.0%}). Treat their differences with care; close other "
-                "programs, pin CPUs (--pin) or rerun with more --rounds/--values.")
+                "programs or rerun with more --rounds/--values.")
     if finding.kind == "few_samples":
         return (f"{n} latency case(s) have under {f['threshold']:,.0f} samples (slow operations "
                 "stopped at the value time): their p99.9 and max rest on few requests.")

@@ -20,7 +20,7 @@ from ..analysis.hoststate import HostState, host_state
 from ..analysis.noise import NoiseFloor
 from ..analysis.runs import StoredRun
 from ..case import WORKLOADS, size_label
-from .format import SIZE_BANDS, finite, is_true, numeric, size_band
+from .format import SIZE_BANDS, finite, fmt_pct, is_true, numeric, size_band
 
 METRIC_LABELS = {"throughput_bps": "throughput", "lat_p50_us": "p50", "lat_p99_us": "p99",
                  "segs_per_msg": "segs/msg"}
@@ -124,12 +124,6 @@ def fmt_interval(low: Any, high: Any) -> str:
     if not (finite(low) and finite(high)):
         return "–"
     return f"{_fmt3(float(low))}–{_fmt3(float(high))}"
-
-
-def fmt_pct(x: float) -> str:
-    """A reach from 1 as a percentage: 0.564 -> '56 %', 0.041 -> '4.1 %', 0.03 -> '3 %'."""
-    pct = 100.0 * x
-    return f"{pct:.0f} %" if pct >= 10 else f"{pct:.2g} %"
 
 
 def view(run: StoredRun) -> pd.DataFrame:
