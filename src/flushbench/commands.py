@@ -157,7 +157,7 @@ def _print_run(run: StoredRun, filters: list[str] | None, show_all: bool, title:
         if not show_all:
             console.print(text(f"every figure of every case: flushbench show --all {run.path}",
                                style="dim"), highlight=False)
-    _warnings(quality_lines(frame, run.verdicts))
+    _warnings(quality_lines(frame, run.verdicts, run.trials))
 
 
 def _skipped(run_dir: Path, why: str) -> None:

@@ -3,11 +3,12 @@
 One list, computed here from a run's table (and its verdicts) and shown by both the terminal
 and the report (their words are in :func:`flushbench.report.format.finding_sentence`).
 
-How noisy a run was: with verdicts (schema 2), the comparisons on a workload's headline
-figure whose 95 % interval is wide ("wide"); a run without them (schema 1, one block per
-case) is judged by the spread of its per-value rates ("noisy"). The spread says little in
-an interleaved run: a quick run's values last 2 ms, their rates spread 15-30 % in nearly
-every case, and the pairing over rounds is what the verdicts rest on.
+How noisy a run was: in an interleaved run (schema 2), the comparisons on a workload's
+headline figure whose 95 % interval is wide ("wide"; none while its verdicts are not yet
+written); a run of schema 1 (one block per case) is judged by the spread of its per-value
+rates ("noisy"). The spread says little in an interleaved run: a quick run's values last
+2 ms, their rates spread 15-30 % in nearly every case, and the pairing over rounds is what
+the verdicts rest on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 
 from ..case import headline
 from .cells import AA
+from .ratios import timer_bound
 
 NOISY_RSD = 0.10  # per-value rates spread more than this: say so (runs without verdicts)
 WIDE = 0.10  # a headline comparison whose 95 % interval spans more than ± this: say so
@@ -53,12 +55,17 @@ def half_width(low: float, high: float) -> float:
 
 def wide(verdicts: pd.DataFrame, workloads: dict[str, str],
          threshold: float = WIDE) -> Finding | None:
-    """The comparisons (twins aside: the noise floor speaks for them) on their workload's
-    headline figure whose 95 % interval spans more than ±``threshold``, widest first; None
-    when there are none. ``workloads``: case id -> workload, the cases to judge."""
+    """The comparisons on their workload's headline figure whose 95 % interval reaches more
+    than ``threshold`` either side of the ratio (``half_width``), widest first; None when
+    there are none. ``workloads``: case id -> workload, the cases to judge. Left out: twins
+    (the noise floor speaks for them) and ratios over 10× from 1 (``timer_bound``: one side
+    waits on the delayed-ACK timer, so the verdict is not in doubt, and the width is the
+    other side's host)."""
     rows = verdicts[verdicts["case"].isin(list(workloads)) & (verdicts["axis"] != AA)]
-    judged = rows.loc[np.array([headline(workloads[str(c)]).column == m for c, m in
-                                zip(rows["case"], rows["metric"], strict=True)], dtype=bool)]
+    judged = rows.loc[np.array([headline(workloads[str(c)]).column == m
+                                and not timer_bound(float(r), metric=str(m)) for c, m, r in
+                                zip(rows["case"], rows["metric"], _num(rows, "ratio"),
+                                    strict=True)], dtype=bool)]
     spans = np.array([half_width(lo, hi) for lo, hi in
                       zip(_num(judged, "ci_low"), _num(judged, "ci_high"), strict=True)],
                      dtype=float)
@@ -72,16 +79,19 @@ def wide(verdicts: pd.DataFrame, workloads: dict[str, str],
                    against=tuple(over["baseline"].astype(str)))
 
 
-def findings(table: pd.DataFrame, verdicts: pd.DataFrame | None = None) -> list[Finding]:
-    """Every finding of one run's table, in a fixed order. With the run's ``verdicts``
-    (schema 2) their interval widths say how noisy it was, else the values' spread does."""
+def findings(table: pd.DataFrame, verdicts: pd.DataFrame | None = None,
+             trials: pd.DataFrame | None = None) -> list[Finding]:
+    """Every finding of one run's table, in a fixed order. In an interleaved run (it has
+    ``verdicts`` or ``trials``) the verdicts' interval widths say how noisy it was; in a run
+    of one block per case, the values' spread."""
     out: list[Finding] = []
     ok = table[table["error"] == ""]
-    if verdicts is not None and not verdicts.empty:
-        found = wide(verdicts, dict(zip(ok["case"].astype(str), ok["workload"].astype(str),
-                                        strict=True)))
-        if found is not None:
-            out.append(found)
+    if any(frame is not None and not frame.empty for frame in (verdicts, trials)):
+        if verdicts is not None and not verdicts.empty:
+            found = wide(verdicts, dict(zip(ok["case"].astype(str),
+                                            ok["workload"].astype(str), strict=True)))
+            if found is not None:
+                out.append(found)
     else:
         rsd = _num(ok, "rate_rsd").fillna(0)
         noisy = ok.assign(_rsd=rsd)[rsd > NOISY_RSD].sort_values(["_rsd", "case"],

@@ -311,7 +311,7 @@ def _settings(meta: dict[str, Any]) -> pd.DataFrame:
 
 
 def _quality(doc: Doc, run: StoredRun) -> None:
-    found = findings(run.table, run.verdicts)
+    found = findings(run.table, run.verdicts, run.trials)
     notes = [finding_sentence(f, lambda c: f"`{c}`") for f in found
              if f.kind not in ("failed", "few_samples")]
     if not notes and run.failed.empty:

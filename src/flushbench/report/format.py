@@ -165,11 +165,11 @@ def finding_sentence(finding: Finding, code: Callable[[str], str] = str) -> str:
     """A quality finding in plain words; ``code`` marks up case ids (Markdown: backticks)."""
     n, f = len(finding.cases), finding.figures
     if finding.kind == "wide":
-        return (f"{n} of {f['of']:.0f} comparisons have a 95 % interval wider than "
-                f"±{fmt_pct(f['threshold'])} on their headline figure (widest: "
-                f"{code(finding.cases[0])} against {code(finding.against[0])}, "
-                f"±{fmt_pct(finding.values[0])}): there the run cannot tell a smaller difference "
-                "from noise. More --rounds narrow them; so does a quieter host.")
+        return (f"{n} of {f['of']:.0f} comparisons have a 95 % interval reaching more than "
+                f"±{fmt_pct(f['threshold'])} around their ratio on their headline figure "
+                f"(widest: {code(finding.cases[0])} against {code(finding.against[0])}, "
+                f"±{fmt_pct(finding.values[0])}): there the run cannot tell a smaller "
+                "difference from noise. More --rounds narrow them; so does a quieter host.")
     if finding.kind == "noisy":
         return (f"{n} case(s) are noisy: their per-value rates spread more than "
                 f"{f['threshold']:.0%} (worst {code(finding.cases[0])}, "

@@ -113,10 +113,11 @@ def host_state_line(run: StoredRun) -> Text | None:
     return Text("WARNING: ", style="bold red") + text(words, style="red") if words else None
 
 
-def quality_lines(frame: pd.DataFrame, verdicts: pd.DataFrame | None = None) -> list[str]:
-    """The quality findings of a run's table (and verdicts) in plain words (see
+def quality_lines(frame: pd.DataFrame, verdicts: pd.DataFrame | None = None,
+                  trials: pd.DataFrame | None = None) -> list[str]:
+    """The quality findings of a run's table (and verdicts, trials) in plain words (see
     :mod:`flushbench.analysis.quality`)."""
-    return [printable(finding_sentence(f)) for f in findings(frame, verdicts)]
+    return [printable(finding_sentence(f)) for f in findings(frame, verdicts, trials)]
 
 
 def calibration_table(frame: pd.DataFrame, title: str = "") -> Table:
