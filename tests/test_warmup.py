@@ -61,13 +61,33 @@ def test_one_stalled_operation_does_not_end_the_warm_up() -> None:
 
 
 def test_fast_operations_warm_up_in_doubling_values_up_to_the_count() -> None:
-    """Values of 1, 2, 4 ... up to WARMUP_OPS operations, none of them past ``max_ops``."""
+    """Values of 1, 2, 4 ... up to WARMUP_OPS operations, none of them past ``max_ops``, and
+    never a last value shorter than the one before it."""
     fast = Sleeper(0.0)
     warm_up(fast, 1000)
-    assert fast.values[:4] == [1, 2, 4, 8] and sum(fast.values) == WARMUP_OPS
+    assert fast.values == [1, 2, 4, 8, 16, 32]  # 63: the 64th alone would be a value of 1
     few = Sleeper(0.0)
     warm_up(few, 3)
-    assert max(few.values) <= 3 and sum(few.values) == WARMUP_OPS
+    assert max(few.values) <= 3 and few.values[-1] == 3
+    assert WARMUP_OPS - 3 < sum(few.values) <= WARMUP_OPS
+
+
+class StallAlone(Sleeper):
+    """Fast operations, except that one run alone in its value stalls 15 ms (what a busy
+    host does to whichever operation it catches, told apart here by the value's size)."""
+
+    def run_value(self, n: int, record: bool = True) -> int:
+        self.op_s = 0.015 if n == 1 and self.values else 0.00002
+        return super().run_value(n, record)
+
+
+def test_a_stalled_lone_last_operation_cannot_make_a_fast_case_slow() -> None:
+    """The warm-up's last value sets the op time a case is judged slow by: it must hold
+    many operations, not one that a host stall may catch."""
+    stalled = StallAlone(0.0)
+    warm_up(stalled, 1000)
+    assert stalled.values[-1] >= 16
+    assert stalled.est_op_s < slow_op_s(0.002)
 
 
 def test_the_warm_up_stops_by_time_as_well() -> None:

@@ -285,7 +285,9 @@ def warm_up(session: Warmable, max_ops: int) -> float:
     as a delayed ACK, with no room for another in the time left, ends it: a trap case whose
     first operation waited 42 ms stops there rather than wait 44 ms more (6 s of a quick
     run's 14 x 10 trap trials). A shorter stall (a busy host) is followed by another value,
-    so one stalled operation does not make a fast case "slow".
+    so one stalled operation does not make a fast case "slow". For the same reason it never
+    ends on a remainder shorter than the value before (1, 2 … 32, then not 1 more): a 10 ms
+    stall in a lone last operation made fast cases "slow" in 12 of 38,685 stored trials.
     """
     done, n, start = 0, 1, time.perf_counter()
     while done < WARMUP_OPS and time.perf_counter() - start < WARMUP_TIME:
@@ -294,6 +296,8 @@ def warm_up(session: Warmable, max_ops: int) -> float:
         left = WARMUP_TIME - (time.perf_counter() - start)
         by_time = int(left / session.est_op_s) if session.est_op_s > 0 else n * 2
         if by_time < 1 and session.est_op_s >= DELAYED_ACK_S:
+            break
+        if WARMUP_OPS - done < n:  # only a remainder shorter than this value is left
             break
         n = max(1, min(n * 2, WARMUP_OPS - done, max_ops, by_time))
     return time.perf_counter() - start
