@@ -299,11 +299,14 @@ def test_loss_is_applied(root: None) -> None:
 @pytest.mark.parametrize(("text", "backends"), [("rate=100mbit", {"veth"}),
                                                ("rate=100mbit,delay=2ms", {"tun", "netem"})])
 def test_rate_limits(root: None, text: str, backends: set[str]) -> None:
-    """A 100 Mbit/s link (veth+tbf, or the delay line) carries a stream at 80-102 Mbit/s."""
+    """A 100 Mbit/s link (veth+tbf, or the delay line) carries a stream at 60-102 Mbit/s: far
+    under what an unshaped link carries (Gbit/s), never over the rate. The lower bound is
+    wide because an idle VM wakes slowly: veth+tbf carried 76-94 Mbit/s idle here, 95 with
+    both CPUs busy."""
     with Netlab(text) as lab:
         assert lab.backend in backends
         bps = _stream_bps(lab, 10 << 20)
-    assert 80e6 <= bps <= 102e6, bps
+    assert 60e6 <= bps <= 102e6, bps
 
 
 _SERVER = """

@@ -4,8 +4,8 @@
         run_against(peer.addr, peer.meta, peer.ticket)
 
 An agent that is busy, or whose handshake slots are full, is asked again with backoff
-(0.1 s doubling to 2 s, with jitter) for up to ``retry`` seconds. Agents can be started over
-the system ``ssh`` client with :class:`SshAgent`.
+(0.1 s doubling to 2 s, with jitter; the last pause ends with the window) for ``retry``
+seconds. Agents can be started over the system ``ssh`` client with :class:`SshAgent`.
 """
 
 from __future__ import annotations
@@ -68,10 +68,11 @@ class RemotePeer:
                 return
             except AgentBusy:
                 self.close()
-                pause = delay * random.uniform(0.5, 1.0)
-                if time.monotonic() + pause > end:
+                left = end - time.monotonic()
+                if left <= 0:
                     raise
-                time.sleep(pause)
+                # the last pause is cut to the window's end: the window is used whole
+                time.sleep(min(delay * random.uniform(0.5, 1.0), left))
                 delay = min(2 * delay, RETRY_MAX)
             except BaseException:
                 self.close()
