@@ -143,3 +143,52 @@ def test_a_quiet_run_still_warns_on_stderr(slow_run: Path,
     out, err = capsys.readouterr()
     assert out.strip() == str(slow_run)
     assert "WARNING: 2 of 8 rounds caught the host in a slow state" in " ".join(err.split())
+
+
+def test_the_report_draws_the_rounds_and_marks_the_slow_ones(slow_run: Path,
+                                                             tmp_path: Path) -> None:
+    """The Method section shows every round's GO/READY figure, the slow ones ringed and the
+    line at 3× the quickest; a run without the figure gets no chart and no note."""
+    from flushbench.report import morecharts
+
+    (run,) = open_runs([slow_run])
+    fig = morecharts.host_rounds(run)
+    assert fig is not None
+    (ax,) = fig.axes
+    lines = {str(line.get_label()): line for line in ax.get_lines()}
+    assert list(lines["a slow round"].get_xdata()) == [3, 6]
+    assert list(lines["the round (median of its trials)"].get_xdata()) == list(range(1, 9))
+    threshold = next(line for name, line in lines.items() if name.startswith("3× the quickest"))
+    assert list(threshold.get_ydata()) == pytest.approx([SLOW_FACTOR * 62.0] * 2)
+    document.build_report([slow_run], tmp_path / "report")
+    md = (tmp_path / "report" / "README.md").read_text(encoding="utf-8")
+    assert md.index("### Method") < md.index("-host.png") < md.index("### Machines")
+    plain = write_paired_run(tmp_path / "plain", "alpha", "plain", small_cases())
+    (old,) = open_runs([plain])
+    assert morecharts.host_rounds(old) is None
+    document.build_report([plain], tmp_path / "plain-report")
+    md = (tmp_path / "plain-report" / "README.md").read_text(encoding="utf-8")
+    assert "-host.png" not in md and "wake-ups" not in md
+
+
+def test_the_chart_survives_hostile_figures(slow_run: Path) -> None:
+    from flushbench.report import charts, morecharts
+
+    frame = pd.read_csv(slow_run / TRIALS)
+    frame.loc[0, "ready_us"] = 1.5e308
+    frame.to_csv(slow_run / TRIALS, index=False)
+    (run,) = open_runs([slow_run])
+    fig = morecharts.host_rounds(run)
+    assert fig is not None
+    paths = charts.save(fig, slow_run / "charts", "host")  # PNG and SVG, drawn for real
+    assert paths and all(path.stat().st_size > 0 for path in paths)
+
+
+def test_no_chart_when_every_figure_is_nonsense(slow_run: Path) -> None:
+    from flushbench.report import morecharts
+
+    frame = pd.read_csv(slow_run / TRIALS)
+    frame["ready_us"] = 1e300
+    frame.to_csv(slow_run / TRIALS, index=False)
+    (run,) = open_runs([slow_run])
+    assert morecharts.host_rounds(run) is None

@@ -47,15 +47,22 @@ class HostState:
         return self.slow_us / self.quickest_us
 
 
-def host_state(trials: pd.DataFrame) -> HostState:
-    """The host's state round by round, from trials.csv (empty before the column)."""
+def ready_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials with a GO/READY figure: columns ``round`` and ``ready_us`` (µs,
+    finite and positive); empty before the column."""
     if trials.empty or "ready_us" not in trials.columns or "round" not in trials.columns:
-        return HostState()
+        return pd.DataFrame({"round": pd.Series(dtype=int), "ready_us": pd.Series(dtype=float)})
     ready = pd.to_numeric(trials["ready_us"], errors="coerce")
-    ok = trials.assign(_ready=ready)[np.isfinite(ready) & (ready > 0)]
+    ok = trials.assign(ready_us=ready)[np.isfinite(ready) & (ready > 0)]
     if "error" in ok.columns:
         ok = ok[ok["error"].fillna("").astype(str) == ""]
-    by_round = ok.groupby("round")["_ready"].median()
+    kept: pd.DataFrame = ok[["round", "ready_us"]]
+    return kept
+
+
+def host_state(trials: pd.DataFrame) -> HostState:
+    """The host's state round by round, from trials.csv (empty before the column)."""
+    by_round = ready_trials(trials).groupby("round")["ready_us"].median()
     if len(by_round) < MIN_ROUNDS:
         return HostState(rounds=len(by_round))
     quickest = float(by_round.min())

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.compare import compare_frame
+from ..analysis.hoststate import SLOW_FACTOR
 from ..analysis.noise import noise_floor
 from ..analysis.quality import findings
 from ..analysis.runs import StoredRun, open_runs
@@ -263,6 +264,12 @@ def _run_section(doc: Doc, run: StoredRun, charts_dir: Path) -> None:
     if paired:
         doc.heading(3, "Method")
         doc.para(_setup(run))
+        title = "The host's wake-ups, round by round"
+        charts.show(doc, morecharts.host_rounds, run, out_dir=charts_dir, prefix=CHARTS,
+                    name=f"{charts.slug(run.label)}-host", alt=title,
+                    caption=f"{title}: each value's untimed GO/READY round trip through the "
+                    f"peer; a round over {SLOW_FACTOR:g}× the quickest one counts as slow "
+                    "and is named above the verdicts")
     _ceiling(doc, meta)
     _quality(doc, run)
     doc.heading(3, "Machines")

@@ -1,4 +1,4 @@
-"""The run's further charts: latency CCDFs, CPU per GB and SO_SNDBUF.
+"""The run's further charts: latency CCDFs, CPU per GB, SO_SNDBUF, and the host round by round.
 
 A CCDF is drawn for each size and TCP_NODELAY setting the run measured (a panel each, on
 shared axes), never an empty box for a combination it did not measure.
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..analysis.hoststate import MIN_ROUNDS, SLOW_FACTOR, host_state, ready_trials
 from ..analysis.runs import StoredRun
 from ..case import size_label
 from . import charts
@@ -169,6 +170,39 @@ def sndbuf(run: StoredRun) -> list[Figure] | None:
     if not swept.empty:
         figs.append(_heatmap(stream, swept))
     return figs
+
+
+def host_rounds(run: StoredRun) -> Figure | None:
+    """Each value's untimed GO/READY round trip through the peer, round by round: every
+    trial's median (dots), the round's median (line), and the line above which a round
+    counts as slow (analysis/hoststate.py). None for runs without the figure."""
+    trials = ready_trials(run.trials)
+    trials = trials[trials["ready_us"] < 1e9]  # over 1,000 s: not a round trip (hostile)
+    by_round = trials.groupby("round")["ready_us"].median()
+    state = host_state(run.trials)
+    if len(by_round) < MIN_ROUNDS or state.rounds < MIN_ROUNDS:
+        return None
+    fig, axes = charts.panel(1, 1, height=3.4)
+    ax = axes[0][0]
+    ax.scatter(trials["round"].astype(int) + 1, trials["ready_us"], s=7, alpha=0.3,
+               color="0.55", lw=0, label="a trial (median of its values)")
+    ax.plot(by_round.index.astype(int) + 1, by_round.to_numpy(), marker="o", ms=5, lw=1.5,
+            color=charts.color("sendall"), label="the round (median of its trials)")
+    slow = by_round[by_round.index.isin(state.slow)]
+    if len(slow):
+        ax.plot(slow.index.astype(int) + 1, slow.to_numpy(), ls="none", marker="o", ms=8,
+                mfc="none", mec="tab:red", mew=1.6, label="a slow round")
+    line = SLOW_FACTOR * state.quickest_us
+    ax.axhline(line, ls="--", lw=1, color="tab:red",
+               label=f"{SLOW_FACTOR:g}× the quickest round: slow above")
+    ax.set_ylim(top=max(line, float(trials["ready_us"].max())) * 1.3)  # room for the legend
+    charts.log_axis(ax, fmt=fmt_us)
+    ax.set_xticks(range(1, int(by_round.index.max()) + 2))
+    ax.set_xlabel("round")
+    ax.set_ylabel("GO/READY round trip (log)")
+    charts.legend_below(fig, [ax], ncols=2)
+    fig.suptitle("The host's wake-ups, round by round")
+    return fig
 
 
 # name, title, builder: after the sections on transports, TLS and drivers
