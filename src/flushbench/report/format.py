@@ -156,7 +156,8 @@ def without_tls(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fmt_pct(x: float) -> str:
-    """A reach from 1 as a percentage: 0.564 -> '56 %', 0.041 -> '4.1 %', 0.03 -> '3 %'."""
+    """A share as a percentage (a reach from 1, an interval's ±): 0.564 -> '56 %', 0.041 ->
+    '4.1 %', 0.03 -> '3 %'."""
     pct = 100.0 * x
     return f"{pct:.0f} %" if pct >= 10 else f"{pct:.2g} %"
 

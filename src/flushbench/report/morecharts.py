@@ -178,10 +178,10 @@ def host_rounds(run: StoredRun) -> Figure | None:
     counts as slow (analysis/hoststate.py). None for runs without the figure."""
     trials = ready_trials(run.trials)
     trials = trials[trials["ready_us"] < 1e9]  # over 1,000 s: not a round trip (hostile)
-    by_round = trials.groupby("round")["ready_us"].median()
-    state = host_state(run.trials)
-    if len(by_round) < MIN_ROUNDS or state.rounds < MIN_ROUNDS:
+    state = host_state(trials)  # the rule on the figures drawn: rings and line match the dots
+    if state.rounds < MIN_ROUNDS:
         return None
+    by_round = trials.groupby("round")["ready_us"].median()
     fig, axes = charts.panel(1, 1, height=3.4)
     ax = axes[0][0]
     ax.scatter(trials["round"].astype(int) + 1, trials["ready_us"], s=7, alpha=0.3,
