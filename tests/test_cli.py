@@ -254,3 +254,33 @@ def test_a_ctrl_c_outside_mains_try_exits_130_in_one_line(code: int) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.splitlines() == ["finished", "flushbench: interrupted"]
+
+
+LEAVING = """
+import atexit, sys
+from flushbench import cli
+class Witness:
+    def __del__(self):
+        print("finalized", file=sys.stderr)
+witness = Witness()
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+def main(argv=None):
+    print("partial line", end="")  # stdout is a pipe: block-buffered, not yet written
+    return {code}
+cli.main = main
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("code", [0, 2, 130])
+def test_an_interrupted_exit_skips_finalization_but_not_atexit(code: int) -> None:
+    """Exit 130 leaves without the interpreter's finalization (once it aborted there, exit
+    -6, after an early Ctrl-C) yet runs the atexit handlers and flushes stdout; other exits
+    finalize as usual."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-c", LEAVING.format(code=code)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == "partial line"
+    finalized = [] if code == 130 else ["finalized"]
+    assert proc.stderr.splitlines() == ["atexit ran", *finalized]

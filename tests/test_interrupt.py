@@ -40,7 +40,8 @@ def session_members(sid: int) -> list[int]:
 
 
 def start_run(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS)]),
+           "PYTHONFAULTHANDLER": "1"}  # a fatal error shows every thread's stack
     return subprocess.Popen([sys.executable, "-m", "flushbench", "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT, start_new_session=True)
