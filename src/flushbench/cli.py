@@ -331,7 +331,7 @@ def _leave_interrupted() -> NoReturn:
     children and closed its files: atexit handlers (a netlab's clean-up) and a flush of
     stdout and stderr, then ``os._exit``. Once in a full check, an interpreter stopped early
     by Ctrl-C (before the run directory existed) aborted while finalizing ("Fatal Python
-    error: PyThreadState_Get", exit -6) after it had said "interrupted"; 500 attempts here
+    error: PyThreadState_Get", exit -6) after it had said "interrupted"; 660 attempts here
     did not bring it back, so the step that failed is left out instead."""
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
