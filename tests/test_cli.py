@@ -232,6 +232,9 @@ def test_ctrl_c_while_a_class_is_defined_is_an_interrupt(
         cli.main(["show", "."])
 
 
+# a child python that imports this checkout's flushbench
+SRC_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+
 LATE_CTRL_C = """
 import _thread, sys
 from flushbench import cli
@@ -249,8 +252,7 @@ def test_a_ctrl_c_outside_mains_try_exits_130_in_one_line(code: int) -> None:
     """A Ctrl-C pending as main() returns (seen once in a full check: a run stopped by
     Ctrl-C said so, then died by SIGINT, exit -2, with a traceback) is an interrupt:
     exit 130 and one line."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    proc = subprocess.run([sys.executable, "-c", LATE_CTRL_C.format(code=code)], env=env,
+    proc = subprocess.run([sys.executable, "-c", LATE_CTRL_C.format(code=code)], env=SRC_ENV,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.splitlines() == ["finished", "flushbench: interrupted"]
@@ -277,8 +279,7 @@ def test_an_interrupted_exit_skips_finalization_but_not_atexit(code: int) -> Non
     """Exit 130 leaves without the interpreter's finalization (once it aborted there, exit
     -6, after an early Ctrl-C) yet runs the atexit handlers and flushes stdout; other exits
     finalize as usual."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    proc = subprocess.run([sys.executable, "-c", LEAVING.format(code=code)], env=env,
+    proc = subprocess.run([sys.executable, "-c", LEAVING.format(code=code)], env=SRC_ENV,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == code, proc.stderr
     assert proc.stdout == "partial line"
