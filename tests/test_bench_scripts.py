@@ -24,7 +24,8 @@ from synthetic import case_data, make_meta, small_cases
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = ["bench_overhead", "bench_wall", "bench_repeat", "bench_breakdown",
-           "bench_verdicts", "bench_connections", "bench_iperf", "bench_harness_loop"]
+           "bench_verdicts", "bench_connections", "bench_iperf", "bench_harness_loop",
+           "bench_copy_alignment"]
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module, _common
 
 
@@ -318,6 +319,26 @@ def test_harness_loop_pairs_values_on_one_connection(tmp_path: Path) -> None:
                                           for r in got["pairs"])
     low, high = got["summary"]["ci95"]
     assert 0 < low <= got["summary"]["ratio"] <= high
+
+
+def test_copy_alignment_times_every_offset_and_pairs_both_buffers(tmp_path: Path) -> None:
+    """memcpy timed at every size and offset; a coalesce stream with both placements, two
+    pairs of values each, on a real peer. No speed is asserted: which offsets are slow
+    depends on the CPU and the libc."""
+    out = tmp_path / "copy.json"
+    done = run_script(str(BENCH / "bench_copy_alignment.py"), "--values", "2", "--sizes",
+                      "16K", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())
+    table = got["memcpy_us"]
+    assert len(table) == 6 and all(len(row) == 11 and min(row.values()) > 0
+                                   for row in table.values())
+    pairs = got["streams"]["16384"]["pairs"]
+    assert len(pairs) == 2 and all(p["in place"] > 0 and p["+16"] > 0 for p in pairs)
+    low, high = got["streams"]["16384"]["summary"]["ci95"]
+    assert 0 < low <= got["streams"]["16384"]["summary"]["ratio"] <= high
+    bad = run_script(str(BENCH / "bench_copy_alignment.py"), "--sizes", "16Q")
+    assert bad.returncode == 2 and "--sizes" in bad.stderr
 
 
 @pytest.mark.parametrize("name", ["bench_verdicts", "bench_repeat"])

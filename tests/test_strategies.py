@@ -17,7 +17,7 @@ import pytest
 from flushbench import testing
 from flushbench.case import Case
 from flushbench.errors import UsageError
-from flushbench.measure import strategies
+from flushbench.measure import plugins, strategies
 from flushbench.measure.loops import make_parts
 from flushbench.measure.strategies import Buffer
 
@@ -236,8 +236,8 @@ def test_register_rejects_non_strategies() -> None:
 def test_load_plugin_errors_are_one_line() -> None:
     """A bad --strategy-plugin names what is wrong."""
     with pytest.raises(UsageError, match="expected module:Class"):
-        strategies.load_plugin("nocolon")
+        plugins.load_plugin("nocolon")
     with pytest.raises(UsageError, match="cannot import"):
-        strategies.load_plugin("no_such_module_xyz:Thing")
+        plugins.load_plugin("no_such_module_xyz:Thing")
     with pytest.raises(UsageError, match="has no Missing"):
-        strategies.load_plugin("flushbench.measure.strategies:Missing")
+        plugins.load_plugin("flushbench.measure.strategies:Missing")

@@ -181,8 +181,9 @@ def complete(parser: argparse.ArgumentParser) -> None:
 
     def strategies(**_: object) -> list[str]:
         from .measure import strategies as registry
+        from .measure.plugins import load_entry_points
 
-        registry.load_entry_points()
+        load_entry_points()
         return list(registry.REGISTRY)
 
     completers = {"--suite": suites, "--strategy": strategies,

@@ -62,9 +62,10 @@ def _out(records: list[dict[str, Any]], fmt: str, path: Path | None) -> None:
 def list_records() -> list[dict[str, Any]]:
     from .case import WORKLOADS
     from .measure import strategies
+    from .measure.plugins import load_entry_points
     from .suites import available_suites, load_suite
 
-    strategies.load_entry_points()
+    load_entry_points()
     out: list[dict[str, Any]] = []
     for name, cls in strategies.REGISTRY.items():
         out.append({"kind": "strategy", "name": name, "summary": cls.summary, "cases": None,

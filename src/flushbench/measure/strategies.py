@@ -13,7 +13,6 @@ with ``--strategy-plugin module:Class`` or a ``flushbench.strategies`` entry poi
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import shutil
@@ -28,8 +27,9 @@ if TYPE_CHECKING:
 
 from ..case import Case
 from ..errors import UsageError, did_you_mean
+from .scratch import SMALL, CopyScratch
+from .scratch import Buffer as Buffer  # re-exported: plugins import it from here
 
-Buffer = bytes | bytearray | memoryview
 FILE_CHUNK = 64 * 1024
 ALL_WORKLOADS = frozenset({"stream", "rr", "wwr", "pipeline", "file"})
 
@@ -184,18 +184,21 @@ class SendmsgStrategy(Strategy):
 
 class CoalesceStrategy(Strategy):
     name = "coalesce"
-    summary = "join the parts in user space (bytearray), one sendall()"
+    summary = "copy the parts into one reused buffer, one sendall()"
 
     def __init__(self, sock: socket.socket, buffer: int = 0) -> None:
         super().__init__(sock, buffer)
-        self.scratch = bytearray()
+        self.small, self.scratch = bytearray(), CopyScratch()  # the latter: see scratch.py
 
     def send_message(self, parts: Sequence[Buffer]) -> None:
-        buf = self.scratch
-        del buf[:]
-        for part in parts:
-            buf += part
-        self.sock.sendall(buf)
+        if len(parts[-1]) >= SMALL:  # a long copy (the body comes last): the placed buffer
+            self.sock.sendall(self.scratch.fill(parts))
+        else:
+            buf = self.small
+            del buf[:]
+            for part in parts:
+                buf += part  # copies under 2 KiB are as fast wherever they land
+            self.sock.sendall(buf)
         self.calls += 1
 
 
@@ -344,30 +347,6 @@ for _cls in (SendStrategy, SendallStrategy, MakefileStrategy, SendmsgStrategy, C
     register_strategy(_cls)
 
 BUILTIN = tuple(REGISTRY)
-
-
-def load_plugin(spec: str) -> type[StrategyBase]:
-    """Import ``module:Class`` and register it."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UsageError(f"--strategy-plugin {spec!r}: expected module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--strategy-plugin {spec!r}: cannot import {module_name} ({exc})") \
-            from None
-    cls = getattr(module, attr, None)
-    if cls is None:
-        raise UsageError(f"--strategy-plugin {spec!r}: {module_name} has no {attr}")
-    return register_strategy(cls)
-
-
-def load_entry_points() -> None:
-    """Register strategies published under the ``flushbench.strategies`` entry-point group."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="flushbench.strategies"):
-        register_strategy(ep.load())
 
 
 def get(name: str) -> type[AnyStrategy]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import FlushbenchError, PeerError
-from . import strategies
+from . import plugins
 from .multisession import MultiSession
 from .protocol import parse_addr, read_ticket
 from .session import Session, calibrated_ops
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(args.visit.read_text())
     spec["ticket"] = read_ticket(0, 10.0)  # the peer's ticket: on stdin, never in argv or files
     for plugin in spec.get("strategy_plugins", []):
-        strategies.load_plugin(plugin)
+        plugins.load_plugin(plugin)
     peers: dict[str, Addr] = {}
     for text in args.peer:
         path = parse_unix(text)

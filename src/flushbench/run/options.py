@@ -17,7 +17,7 @@ from typing import Any
 
 from ..case import CC_NAME, LOCAL_ONLY, Case
 from ..errors import UsageError
-from ..measure import fdlimit, sockopts, strategies
+from ..measure import fdlimit, plugins, sockopts, strategies
 from ..measure.drivers import misfit, unavailable
 from ..metadata import machine_id
 from ..suites import Suite, load_suite, parse_suite
@@ -67,8 +67,8 @@ class RunOutcome:
 def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite:
     """Load, filter and check the suite before any long work starts."""
     for spec in opts.strategy_plugins:
-        strategies.load_plugin(spec)
-    strategies.load_entry_points()
+        plugins.load_plugin(spec)
+    plugins.load_entry_points()
     if meta is not None:
         if "schedule" not in meta:
             raise UsageError(f"{opts.resume} was measured in blocks by an older flushbench "
