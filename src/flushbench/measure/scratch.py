@@ -46,21 +46,24 @@ class CopyScratch:
 
     def fill(self, parts: Sequence[Buffer]) -> memoryview:
         """Copy ``parts`` one after the other into the buffer; a view of exactly those bytes."""
-        view, at = self._view, 0
-        size = len(view)
-        for part in parts:
-            n = len(part)
-            if at + n > size:  # too long: a larger buffer, then start again
-                self._view = self._allocate(parts, size)
-                self._out = self._view[:0]
-                return self.fill(parts)
-            # into a memoryview: one memcpy (a bytearray's slice assignment copies a
-            # bytes object into a temporary first, a second copy placed by malloc)
-            view[at:at + n] = part
-            at += n
-        if at != len(self._out):
-            self._out = view[:at]
-        return self._out
+        view, at, end = self._view, 0, 0
+        try:
+            for part in parts:
+                end = at + len(part)
+                # one memcpy into a memoryview (a bytearray's slice assignment would copy a
+                # bytes object into a temporary first, placed by malloc); past its end: an error
+                view[at:end] = part
+                at = end
+        except ValueError:
+            if end <= len(view):
+                raise
+            self._view = self._allocate(parts, len(view))  # a larger buffer, then again
+            self._out = self._view[:0]
+            return self.fill(parts)
+        out = self._out
+        if len(out) != at:
+            out = self._out = view[:at]
+        return out
 
     def _allocate(self, parts: Sequence[Buffer], old: int) -> memoryview:
         sizes = [len(p) for p in parts]
