@@ -239,8 +239,8 @@ TIMER_RATIO = 10.0
 out of the 40 ms delayed-ACK trap against a baseline in it): the timer does not move with
 the host, so the ratio carries the other side's absolute speed, and a ratio of two such
 ratios moves with the machines as an absolute figure does. In back-to-back quick runs here
-the fast side moved 3-22 % while the trap held to 0.5 %
-(results/epyc-2core-vm/20261203-repeat-pairs/)."""
+the fast side moved 2-22 % while the trap held to 0.5 %
+(results/epyc-2core-vm/20261203-repeat-pairs/, …/20261204-coalesce-placement/)."""
 
 
 TIMED = (THROUGHPUT.column, P50.column, P99.column)
