@@ -1,16 +1,17 @@
 """The reused buffer of a send path that copies a message's parts before one send.
 
 How long a large copy takes can depend on where its destination lies against its source.
-On the AMD EPYC VM this was built on (glibc 2.36, a CPU with FSRM), ``memcpy`` of 4-128
-KiB ran 3-14 times slower when the destination lay 1-31 bytes past the source's offset in
-a 4 KiB page (``bench/bench_copy_alignment.py``). Where malloc puts a buffer depends on the
-process's allocation history, so a scratch buffer placed by malloc alone would make such a
-strategy's figure a draw of the allocator: the same from one value to the next, different
-from one process, or one version of the harness, to another. So this buffer is allocated
-once (again only to grow) and placed so that the message's largest part lands at its
-source's offset in the page: every process measures the same, unhindered copy. Messages
-whose parts are all under 2 KiB, whose copies were as fast at every offset, are left to
-the caller: placing costs about 0.2 us a message, a tenth of a 64 B message's time.
+On the AMD EPYC VM this was built on (glibc 2.36, a CPU with FSRM), ``memcpy`` of 16-128
+KiB ran 7-15 times slower (4 KiB: 2-5 times) when the destination lay 1-31 bytes past the
+source's offset in a 4 KiB page (``bench/bench_copy_alignment.py``). Where malloc puts a
+buffer depends on the process's allocation history, so a scratch buffer placed by malloc
+alone would make such a strategy's figure a draw of the allocator: the same from one value
+to the next, different from one process, or one version of the harness, to another. So
+this buffer is allocated once (again only to grow) and placed so that the message's
+largest part lands at its source's offset in the page: every process measures the same,
+unhindered copy. ``CoalesceStrategy`` copies a message whose last part (the body) is under
+2 KiB into a plain ``bytearray`` instead: 1 KiB copies were as fast at every offset, and
+placing costs about 0.2 us a message, a tenth of a 64 B message's time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 Buffer = bytes | bytearray | memoryview
 PAGE = 4096
-SMALL = 2048  # parts all shorter: not worth placing
+SMALL = 2048  # a last part shorter than this: not worth placing (CoalesceStrategy)
 
 
 def address(buf: Buffer) -> int | None:
