@@ -11,7 +11,8 @@ this buffer is allocated once (again only to grow) and placed so that the messag
 largest part lands at its source's offset in the page: every process measures the same,
 unhindered copy. ``CoalesceStrategy`` copies a message whose last part (the body) is under
 2 KiB into a plain ``bytearray`` instead: 1 KiB copies were as fast at every offset, and
-placing costs about 0.2 us a message, a tenth of a 64 B message's time.
+the placed fill costs 0.12 us more than the plain one for a 64 B message (0.36 against
+0.24 us), about a twentieth of such a message's time.
 """
 
 from __future__ import annotations
