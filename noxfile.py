@@ -95,15 +95,16 @@ PERF_FAST = {
     "iperf": ["--rounds", "3"],  # the best single stream against iperf3, round by round
     "harness_loop": ["--conns", "3"],  # the timed loop against a plain one, one connection
     "copy_alignment": ["--values", "3"],  # memcpy by where it lands; coalesce placed or not
+    "peer_sink": ["--pairs", "1"],  # the peer dropping stream data, or copying it
 }
 
 
 @nox.session
 def perf(session: nox.Session) -> None:
     """Measure the harness itself with bench/bench_{overhead,wall,repeat,breakdown,verdicts,
-    connections,iperf,harness_loop,copy_alignment}.py.
+    connections,iperf,harness_loop,copy_alignment,peer_sink}.py.
 
-        nox -s perf                         # all nine in turn, fast settings (PERF_FAST)
+        nox -s perf                         # all ten in turn, fast settings (PERF_FAST)
         nox -s perf -- breakdown            # one script, with its own defaults (quick suite)
         nox -s perf -- repeat --suite smoke # one script; the rest goes to it (see --help)
         nox -s perf -- verdicts -o v.json   # A/A false positives, power, repeatability

@@ -199,7 +199,9 @@ def main() -> int:
     before = load_line()
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    with PeerProcess("127.0.0.1", cpu=server_cpu) as peer, contextlib.ExitStack() as stack:
+    # its receiver copies, as iperf3's and the plain loop's do (measure/sink.py)
+    with PeerProcess("127.0.0.1", cpu=server_cpu, sink="copy") as peer, \
+            contextlib.ExitStack() as stack:
         stack.callback(receiver.join, 5)
         stack.callback(receiver.kill)
         os.sched_setaffinity(0, {client_cpu})

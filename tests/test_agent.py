@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from flushbench.case import Case
 from flushbench.errors import PeerError, ProtocolError, SetupError, UsageError
 from flushbench.measure import protocol as wire
+from flushbench.measure.session import Session
 from flushbench.remote import protocol as proto
 from flushbench.remote.client import RemotePeer, SshAgent, read_token
 
@@ -256,6 +258,23 @@ def test_handshake_ok(start_agent: Callable[..., AgentProc]) -> None:
         assert wire.is_ticket(peer.ticket)
 
 
+def test_the_runs_peer_sink_reaches_the_agents_peer(start_agent: Callable[..., AgentProc]
+                                                     ) -> None:
+    """start_peer asks for "copy" only when wanted; the agent's reply says what its peer does,
+    and a stream value through it is confirmed whole."""
+    agent = start_agent()
+    for how in ("copy", "discard"):
+        with RemotePeer(agent.addr, TOKEN, sink=how) as peer:
+            assert peer.sink == how
+            session = Session.connect(Case("stream", "sendall", 1 << 20), peer.addr, 10.0,
+                                      peer.ticket)
+            try:
+                session.run_value(2)
+                assert session.values[-1].bytes == 2 << 20
+            finally:
+                session.close()
+
+
 def test_peer_reachable_then_reaped(start_agent: Callable[..., AgentProc]) -> None:
     """The started peer completes a data HELLO; after close() its process is gone."""
     agent = start_agent()
@@ -483,12 +502,14 @@ def _after_auth(*msgs: dict[str, Any]) -> Callable[[Raw], None]:
     (_after_auth({"op": "start_peer", "cpu": "0"}), "protocol"),
     (_after_auth({"op": "start_peer", "cpu": 10_000}), "protocol"),
     (_after_auth({"op": "start_peer", "path": "/etc/passwd"}), "protocol"),
+    (_after_auth({"op": "start_peer", "sink": "tee"}), "protocol"),
+    (_after_auth({"op": "start_peer", "sink": ["copy"]}), "protocol"),
     (_after_auth({"op": "start_peer"}, {"op": "start_peer"}), "protocol"),
     (_after_auth({"op": ["stop"]}), "protocol"),
 ], ids=["not-json", "not-utf8", "array", "deep-nesting", "nan", "empty", "v-string", "v-bool",
         "op-before-hello", "bad-nonce", "nonce-list", "mac-int", "no-mac", "extra-field",
-        "unknown-op", "second-hello", "cpu-string", "cpu-range", "path-field", "two-peers",
-        "op-list"])
+        "unknown-op", "second-hello", "cpu-string", "cpu-range", "path-field", "sink-name",
+        "sink-list", "two-peers", "op-list"])
 def test_malformed_frames(token_agent: AgentProc, how: Callable[[Raw], None],
                           code: str) -> None:
     """Each bad message gets one error frame and a close; the agent serves the next client."""

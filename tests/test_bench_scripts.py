@@ -25,7 +25,7 @@ from synthetic import case_data, make_meta, small_cases
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = ["bench_overhead", "bench_wall", "bench_repeat", "bench_breakdown",
            "bench_verdicts", "bench_connections", "bench_iperf", "bench_harness_loop",
-           "bench_copy_alignment"]
+           "bench_copy_alignment", "bench_peer_sink"]
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module, _common
 
 
@@ -338,6 +338,25 @@ def test_copy_alignment_times_every_offset_and_pairs_both_buffers(tmp_path: Path
     low, high = got["streams"]["16384"]["summary"]["ci95"]
     assert 0 < low <= got["streams"]["16384"]["summary"]["ratio"] <= high
     bad = run_script(str(BENCH / "bench_copy_alignment.py"), "--sizes", "16Q")
+    assert bad.returncode == 2 and "--sizes" in bad.stderr
+
+
+def test_peer_sink_runs_both_sinks_and_says_which(tmp_path: Path) -> None:
+    """One pair of real runs (the smoke suite's stream cell): each run's peer used the sink
+    it was given, and both have their figures. No speed is asserted."""
+    out, keep = tmp_path / "sink.json", tmp_path / "runs"
+    done = run_script(str(BENCH / "bench_peer_sink.py"), "--pairs", "1", "--suite", "smoke",
+                      "--sizes", "128K", "-o", str(out), "--keep", str(keep), timeout=300)
+    assert done.returncode == 0, done.stderr
+    for sink in ("discard", "copy"):
+        meta = json.loads((keep / f"p0-{sink}" / "meta.json").read_text())
+        assert meta["peer_sink"] == sink
+    got = json.loads(out.read_text())
+    assert sorted(r["sink"] for r in got["rows"]) == ["copy", "discard"]
+    assert all(r["peer_us_per_mib"] > 0 and r["sendall_gbps"] > 0 and 0 < r["twin"]
+               for r in got["rows"])
+    assert set(got["summary"]["128K"]) == {"discard", "copy"}
+    bad = run_script(str(BENCH / "bench_peer_sink.py"), "--sizes", "16Q")
     assert bad.returncode == 2 and "--sizes" in bad.stderr
 
 

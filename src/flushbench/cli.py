@@ -104,6 +104,10 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run.add_argument("--inherit-environ", metavar="VARS",
                      help="comma-separated environment variables workers keep (pyperf drops "
                           "the rest)")
+    run.add_argument("--peer-sink", choices=("discard", "copy"), default=None,
+                     help="how the peer takes in stream and file data: discard (default: "
+                          "dropped in the kernel, MSG_TRUNC, so only the client copies) or "
+                          "copy (into a buffer, as a receiving program does)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                      help="run against a remote 'flushbench agent' (repeatable: one run each)")

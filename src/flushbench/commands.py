@@ -33,12 +33,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume and (args.out or args.filter or args.suite != "quick" or args.fast
                         or args.rounds or args.values or args.loops_file or args.pin is not None
-                        or args.cc is not None
+                        or args.cc is not None or args.peer_sink is not None
                         or args.seed is not None
                         or args.peer or args.link or args.transport):
         raise UsageError("--resume measures the rest as the run it resumes was measured "
                          "(suite, filters, directory, rounds, values, seed, loops, pinning, "
-                         "congestion control, peer, transport); "
+                         "congestion control, peer, peer sink, transport); "
                          "drop the other run options")
     opts = RunOptions(suite=args.suite, out=args.out, filters=args.filter, dry_run=args.dry_run,
                       fast=args.fast, resume=args.resume, loops_file=args.loops_file,
@@ -48,6 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,
                       inherit_environ=args.inherit_environ,
+                      peer_sink=args.peer_sink or "discard",
                       transport=args.transport or "loopback", started=started)
     if args.dry_run:
         from .listing import dry_run
@@ -268,7 +269,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                       f"{args.conns}-connection stream gets no reference", highlight=False)
     opts = RunOptions(out=args.out, machine=args.machine, quiet=args.quiet,
                       pin=auto_pin() if args.pin is None else args.pin,
-                      link=args.link, peers=args.peer, filters=args.filter, cc=args.cc)
+                      link=args.link, peers=args.peer, filters=args.filter, cc=args.cc,
+                      peer_sink="copy")  # its receiver copies, as iperf3's and sockperf's do
     result = calibrate(opts, args.sizes, args.rr_size, args.seconds,
                        lambda suite, plan: RunProgress(suite, plan, args.quiet, console),
                        rounds=args.rounds, conns=args.conns, say=say)

@@ -75,14 +75,16 @@ class PeerProcess:
     ``unix``: the peer also listens on an AF_UNIX socket (:attr:`unix_path`) in a private
     directory made here (mode 0700) and removed by :meth:`close`, also after a SIGKILL.
     ``tls_cert``: the peer serves TLS with this certificate and key (see run/tlsca.py).
+    ``sink``: how it takes in one-way data, "discard" or "copy" (measure/sink.py).
     """
 
     def __init__(self, bind: str = "127.0.0.1", cpu: int | None = None,
                  prefix: list[str] | None = None, ready_timeout: float = 20.0, *,
                  max_seconds: float | None = None, max_bytes: int | None = None,
                  allow_from: str | None = None, ticket: str | None = None,
-                 unix: bool = False, tls_cert: str | None = None) -> None:
-        argv = [*(prefix or []), sys.executable, "-m", "flushbench.measure.peer", "--bind", bind]
+                 unix: bool = False, tls_cert: str | None = None, sink: str = "discard") -> None:
+        argv = [*(prefix or []), sys.executable, "-m", "flushbench.measure.peer", "--bind", bind,
+                "--sink", sink]
         self.unix_dir = unixsock.private_dir() if unix else None
         self.unix_path: str | None = None
         if self.unix_dir is not None:
@@ -123,6 +125,7 @@ class PeerProcess:
         self.host: str = bind
         self.port: int = ready["port"]
         self.meta: dict[str, Any] = ready.get("meta", {})
+        self.sink: str = ready.get("sink", sink)
 
     def _read_ready(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..case import MAX_BATCH, MAX_OPS, MAX_SIZE, ONE_WAY_WORKLOADS, WORKLOADS
 from ..errors import PeerError, ProtocolError, SetupError
-from . import protocol, sockopts, unixsock
+from . import protocol, sink, sockopts, unixsock
 from .faults import Fault
 from .peerlimits import MAX_CONNECTIONS as MAX_CONNECTIONS  # re-exported: tests import them
 from .peerlimits import MAX_PENDING as MAX_PENDING
@@ -60,6 +60,7 @@ TICKET_WAIT = 20.0  # seconds the peer waits for its ticket on stdin
 TLS_CERT_ENV = "FLUSHBENCH_TLS_CERT"
 TLS_CONTEXT: Any = None  # the peer's ssl.SSLContext, made in main() when it has a certificate
 LOOP: PeerLoop | None = None  # serves driver cases' connections; started in main()
+SINK = sink.DEFAULT  # how one-way data is taken in (sink.py); --sink sets it
 
 
 def _plain_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -149,7 +150,8 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
                     slots.leave(conn, served > 0)
 
             LOOP.adopt(LoopConn(conn, job.msg_size * job.batch, job.reply,
-                                job.workload in ONE_WAY_WORKLOADS, budget, leave))
+                                job.workload in ONE_WAY_WORKLOADS, budget, leave,
+                                sink.recv_flags(conn, SINK)))
             adopted = True  # the loop closes it and frees its slot
         elif job.tls:  # the handshake (bounded in time), then the values over TLS
             from .tls import wrap_server
@@ -171,7 +173,8 @@ def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = Non
     values = 0
     per_op = job.msg_size * job.batch
     one_way = job.workload in ONE_WAY_WORKLOADS
-    view = memoryview(bytearray(recv_buffer_size(one_way, per_op, served)))
+    view = sink.page_aligned(recv_buffer_size(one_way, per_op, served))
+    flags = sink.recv_flags(conn, SINK) if one_way else 0
     head = bytearray(protocol.GO.size)
     while True:
         protocol.recv_into_exact(conn, memoryview(head))
@@ -189,7 +192,7 @@ def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = Non
         conn.sendall(protocol.READY)
         cpu0 = time.thread_time_ns()
         if one_way:
-            _read_exactly(conn, view, n * per_op)
+            _read_exactly(conn, view, n * per_op, flags)
         elif per_op <= len(view) and job.reply <= len(REPLY):
             _answer_requests(conn, view[:per_op], REPLY[:job.reply], n)
         else:
@@ -200,14 +203,10 @@ def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = Non
         conn.sendall(protocol.DONE.pack(n * per_op, time.thread_time_ns() - cpu0))
 
 
-def _read_exactly(conn: socket.socket, view: memoryview, left: int) -> None:
-    """Receive ``left`` bytes into ``view``, a buffer-full at a time."""
-    recv_into, size = conn.recv_into, len(view)
-    while left:
-        k = recv_into(view, min(left, size))
-        if not k:
-            raise PeerError("client closed the connection mid-value")
-        left -= k
+def _read_exactly(conn: socket.socket, view: memoryview, left: int, flags: int = 0) -> None:
+    """Take ``left`` bytes, a buffer-full at a time (dropped uncopied with MSG_TRUNC)."""
+    if not sink.drain(conn, view, left, flags):
+        raise PeerError("client closed the connection mid-value")
 
 
 def _answer_requests(conn: socket.socket, op_view: memoryview, reply: memoryview, n: int) -> None:
@@ -298,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve only clients from this address (an agent's session client)")
     parser.add_argument("--unix", metavar="PATH", help="also listen on this AF_UNIX path (in a "
                         "private directory the parent made and removes)")
+    parser.add_argument("--sink", choices=sink.SINKS, default=sink.DEFAULT,
+                        help="one-way data: dropped in the kernel (MSG_TRUNC, where it can) or "
+                             "copied into a buffer (see flushbench/measure/sink.py)")
     args = parser.parse_args(argv)
     if args.max_seconds is not None and not 0 < args.max_seconds <= 30 * 86400:
         parser.error("--max-seconds must be in (0, 2592000]")
@@ -329,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
+    global SINK
+    SINK = args.sink
     cap, note = served_cap(MAX_CONNECTIONS)  # RLIMIT_NOFILE raised for them, or fewer
     if note:
         print(note, file=sys.stderr, flush=True)
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
 
     host, port = listener.getsockname()[:2]
     print(json.dumps({"ready": True, "host": host, "port": port, "pid": os.getpid(),
-                      "unix": args.unix, "meta": collect_host()}), flush=True)
+                      "unix": args.unix, "sink": SINK, "meta": collect_host()}), flush=True)
 
     def watch_parent() -> None:  # stdin closes when the parent goes away
         with contextlib.suppress(OSError):

@@ -6,7 +6,8 @@ Worst case, with every one of MAX_CONNECTIONS (2048) connections served at once:
 - receive buffers: the first FULL_BUFFERS_UP_TO (16) served at once get up to RECV_CHUNK
   (1 MiB: single-connection throughput needs it), later ones up to SMALL_CHUNK (64 KiB); a
   request/response connection's buffer is also at most its request (larger requests are
-  read in pieces): at most 16 x 1 MiB + 2032 x 64 KiB = 143 MiB;
+  read in pieces), plus 4 KiB each to start it at a page boundary (sink.page_aligned): at
+  most 16 x 1 MiB + 2032 x 64 KiB + 2048 x 4 KiB = 151 MiB;
 - per connection thread: a THREAD_STACK (1 MiB) stack reserved, of which only the few pages
   it touches are resident (2048 threads reserve 2 GiB of address space, not 16 GiB at the
   default 8 MiB), plus a socket and the thread's state (a few KiB).

@@ -27,8 +27,9 @@ from collections.abc import Callable
 from ..case import MAX_OPS
 from . import protocol
 from .peerlimits import RECV_CHUNK, ByteBudget
+from .sink import page_aligned
 
-SCRATCH = memoryview(bytearray(RECV_CHUNK))  # the loop's one receive buffer
+SCRATCH = page_aligned(RECV_CHUNK)  # the loop's one receive buffer (sink.py: why aligned)
 REPLY = memoryview(b"r" * RECV_CHUNK)
 TICK = 0.5  # seconds between checks of idle connections and of the stop flag
 thread_time_ns = time.thread_time_ns
@@ -38,8 +39,10 @@ class LoopConn:
     """One connection's state in the loop."""
 
     def __init__(self, sock: socket.socket, per_op: int, reply: int, one_way: bool,
-                 budget: ByteBudget | None, on_close: Callable[[], None]) -> None:
+                 budget: ByteBudget | None, on_close: Callable[[], None], flags: int = 0
+                 ) -> None:
         self.sock, self.per_op, self.reply, self.one_way = sock, per_op, reply, one_way
+        self.flags = flags  # of one-way reads: MSG_TRUNC drops the bytes uncopied (sink.py)
         self.budget, self.on_close = budget, on_close
         self.head = bytearray(protocol.GO.size)
         self.head_got = 0
@@ -61,7 +64,7 @@ class LoopConn:
             self.head_got += k
             return self.head_got < len(self.head) or self._go()
         if self.one_way:
-            k = self.sock.recv_into(SCRATCH, min(self.left, len(SCRATCH)))
+            k = self.sock.recv_into(SCRATCH, min(self.left, len(SCRATCH)), self.flags)
             if not k:
                 return False
             self.left -= k

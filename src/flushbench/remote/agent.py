@@ -296,7 +296,11 @@ class Agent:
 
     def _start_peer(self, conn: socket.socket, msg: dict[str, Any], end: float,
                     channel: Channel) -> PeerProcess:
-        proto.check_fields(msg, {"op", "cpu"}, "start_peer")
+        proto.check_fields(msg, {"op", "cpu", "sink"}, "start_peer")
+        sink = msg.get("sink", "discard")
+        if sink not in ("discard", "copy"):
+            raise Refused(proto.PROTOCOL, f"start_peer: sink must be 'discard' or 'copy', got "
+                                          f"{proto.short(sink)}")
         cpu = msg.get("cpu")
         if cpu is not None:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
@@ -307,13 +311,13 @@ class Agent:
         client = _plain_host(conn.getpeername()[0])
         try:  # a fresh ticket: PeerProcess makes one and hands it to the peer on its stdin
             peer = PeerProcess(local, cpu=cpu, max_seconds=end - time.monotonic() + 5.0,
-                               max_bytes=self.limits.max_bytes, allow_from=client)
+                               max_bytes=self.limits.max_bytes, allow_from=client, sink=sink)
         except SetupError as exc:
             raise Refused(proto.PEER, str(exc)) from None
         try:
             self._count("peers_started")
             reply = {"op": "peer", "port": peer.port, "pid": peer.proc.pid,
-                     "ticket": peer.ticket, "meta": _fit(collect_host())}
+                     "ticket": peer.ticket, "sink": peer.sink, "meta": _fit(collect_host())}
             proto.send_frame(conn, channel.seal(reply), time.monotonic() + FRAME_TIMEOUT)
         except BaseException:
             peer.close()

@@ -43,12 +43,14 @@ class RemotePeer:
 
     After construction: ``host``, ``port``, ``addr`` (host, port), ``meta`` (the agent host's
     metadata), ``pid`` (the peer's pid on the agent host), ``ticket`` (what every data hello
-    to it must carry). ``close()`` ends the session; the agent reaps the peer before it
-    answers, so the agent is free again when it returns.
+    to it must carry), ``sink`` (how the peer takes in one-way data: measure/sink.py; an
+    agent from before the sink was sent copies). ``close()`` ends the session; the agent
+    reaps the peer before it answers, so the agent is free again when it returns.
     """
 
     def __init__(self, addr: str, token: bytes, timeout: float = 10.0, *,
-                 cpu: int | None = None, retry: float = RETRY_S) -> None:
+                 cpu: int | None = None, retry: float = RETRY_S, sink: str = "discard"
+                 ) -> None:
         try:
             host, port = parse_addr(addr.strip(), proto.DEFAULT_PORT)
         except ValueError as exc:
@@ -60,11 +62,12 @@ class RemotePeer:
         self._sock: socket.socket | None = None
         self._channel: Channel | None = None
         self.host, self.port, self.pid, self.ticket = host, 0, 0, ""
+        self.sink = sink
         self.meta: dict[str, Any] = {}
         end, delay = time.monotonic() + retry, RETRY_FIRST
         for _ in range(MAX_ATTEMPTS):  # bounded in attempts and in time
             try:
-                self._attempt(host, port, token, cpu)
+                self._attempt(host, port, token, cpu, sink)
                 return
             except AgentBusy:
                 self.close()
@@ -79,13 +82,14 @@ class RemotePeer:
                 raise
         raise AgentBusy(f"agent {self.agent} stayed busy for {MAX_ATTEMPTS} attempts")
 
-    def _attempt(self, host: str, port: int, token: bytes, cpu: int | None) -> None:
+    def _attempt(self, host: str, port: int, token: bytes, cpu: int | None,
+                 sink: str = "discard") -> None:
         try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout)
         except OSError as exc:
             raise PeerError(f"cannot reach agent {self.agent}: "
                             f"{exc.strerror or exc}") from None
-        self._start(self._sock, token, cpu, time.monotonic() + self.timeout)
+        self._start(self._sock, token, cpu, time.monotonic() + self.timeout, sink)
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -140,7 +144,7 @@ class RemotePeer:
             raise PeerError(f"agent {self.agent}: {exc.strerror or exc}") from None
 
     def _start(self, sock: socket.socket, token: bytes, cpu: int | None,
-               deadline: float) -> None:
+               deadline: float, sink: str = "discard") -> None:
         greeting = self._recv(sock, deadline, "hello")
         v = greeting.get("v")
         if v != proto.VERSION:
@@ -157,8 +161,8 @@ class RemotePeer:
             raise SetupError(f"agent {self.agent} could not prove it holds the token "
                              "(a different token, or not your agent)")
         self._channel = Channel(proto.session_key(token, nonce, cnonce), "client")
-        self._send(sock, {"op": "start_peer", **({"cpu": cpu} if cpu is not None else {})},
-                   deadline)
+        self._send(sock, {"op": "start_peer", **({"cpu": cpu} if cpu is not None else {}),
+                          **({"sink": sink} if sink != "discard" else {})}, deadline)
         reply = self._recv(sock, deadline, "peer")
         port, pid, meta = reply.get("port"), reply.get("pid"), reply.get("meta")
         if (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
@@ -168,6 +172,8 @@ class RemotePeer:
         self.host = sock.getpeername()[0]  # the address that reached the agent, resolved
         self.port, self.meta, self.ticket = port, meta, str(reply["ticket"])
         self.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else 0
+        said = reply.get("sink")
+        self.sink = said if said in ("discard", "copy") else "copy"
         sock.settimeout(None)
 
     def status(self) -> dict[str, Any]:

@@ -8,8 +8,8 @@ then a MAC on every frame.
     {"op":"hello","v":2,"cnonce":Nc,"mac":Mc} →  (its first byte within FIRST_BYTE seconds)
                                               ←  {"op":"welcome","mac":Ma}
     from here on every frame, both ways, also carries "seq" and "mac" (see below):
-    {"op":"start_peer"}  (optional "cpu": N)  →
-                                     ←  {"op":"peer","port":P,"pid":…,"ticket":T,"meta":{…}}
+    {"op":"start_peer"}  (optional "cpu": N, "sink": "copy")  →
+                           ←  {"op":"peer","port":P,"pid":…,"ticket":T,"sink":S,"meta":{…}}
     … the benchmark runs against the agent's address, port P, each data hello carrying T …
     {"op":"stop"}                             →
                                               ←  {"op":"bye"}   (peer reaped; close)

@@ -272,6 +272,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
                   "cases": len(suite.cases)},
         "filters": opts.filters, "client": host, "peer": peer_meta,
         "transport": opts.transport, "link": None, "peer_addr": None, "pin": opts.pin,
+        "peer_sink": opts.peer_sink,  # how the peer took in one-way data (measure/sink.py)
         "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
                      "timeout": suite.timeout, "value_time": suite.value_time,
                      "cc": suite.cc, "pairing": "slots",  # analysis/slots.py
@@ -313,6 +314,8 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
         saved_loops = Path(opts.resume) / "loops.json"
         seed = int(saved.get("seed", seed))
         opts = dataclasses.replace(opts, pin=meta.get("pin") or {},
+                                   # runs from before the sink was recorded copied
+                                   peer_sink=str(meta.get("peer_sink", "copy")),
                                    min_effect=float(saved.get("min_effect", opts.min_effect)),
                                    loops_file=saved_loops if saved_loops.exists() else None)
     suite = prepare_suite(opts, meta)
@@ -327,7 +330,8 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
             # TLS cases: a throwaway CA in a private temp dir, removed when the run ends
             tls = stack.enter_context(RunCA()) if any(c.tls for c in suite.cases) else None
             link = target.open(stack, bind, opts.token_file, opts.pin.get("peer"),
-                               unix=any(c.transport == "unix" for c in suite.cases), tls=tls)
+                               unix=any(c.transport == "unix" for c in suite.cases), tls=tls,
+                               sink=opts.peer_sink)
             if opts.resume:
                 writer = RunWriter.reopen(opts.resume)
                 writer.note_resume(_now(), link.extra.get("tls_ca_sha256"))

@@ -47,6 +47,7 @@ class RunOptions:
     token_file: Path | None = None
     link: str | None = None
     inherit_environ: str | None = None
+    peer_sink: str = "discard"  # how the peer takes in one-way data (measure/sink.py)
     started: float | None = None  # time.monotonic() when the command started (run/pace.py)
 
 

@@ -27,12 +27,14 @@ class Target:
     link: str | None = None  # emulated: the link spec
 
     def open(self, stack: contextlib.ExitStack, bind: str, token_file: Path | None = None,
-             cpu: int | None = None, unix: bool = False, tls: RunCA | None = None) -> PeerLink:
+             cpu: int | None = None, unix: bool = False, tls: RunCA | None = None,
+             sink: str = "discard") -> PeerLink:
         """Start or reach the peer (pinned to ``cpu`` where given); ``stack`` reaps it.
 
         ``unix``: the run has unix cases; a local peer also listens on an AF_UNIX socket in a
         private directory (removed with the peer: :class:`~flushbench.procs.PeerProcess`).
         ``tls``: the run has TLS cases; a local peer serves TLS with a certificate of this CA.
+        ``sink``: how the peer takes in one-way data (measure/sink.py), an agent's peer too.
 
         Every peer wants a ticket in each data hello: a local one gets the run's (made here),
         an agent's peer its session's (sent by the agent); the workers get it from
@@ -48,9 +50,10 @@ class Target:
                 raise UsageError("--peer needs --token-file F, the agent's token (made with "
                                  "'flushbench agent --new-token F', copied to both hosts)")
             token = read_token(token_file)
-            remote = stack.enter_context(RemotePeer(self.peer_addr or "", token, cpu=cpu))
-            return PeerLink(remote.addr, remote.meta, extra={"peer_addr": self.peer_addr},
-                            ticket=remote.ticket)
+            remote = stack.enter_context(RemotePeer(self.peer_addr or "", token, cpu=cpu,
+                                                    sink=sink))
+            return PeerLink(remote.addr, remote.meta, ticket=remote.ticket,
+                            extra={"peer_addr": self.peer_addr, "peer_sink": remote.sink})
         prefix: list[str] = []
         link = PeerLink(("", 0), {}, ticket=new_ticket())  # one ticket for the run's peers
         if self.transport == "emulated":
@@ -69,11 +72,12 @@ class Target:
         def start() -> PeerProcess:
             started = stack.enter_context(PeerProcess(bind, cpu=cpu, prefix=prefix,
                                                       ticket=link.ticket, unix=unix,
-                                                      tls_cert=tls_cert))
+                                                      tls_cert=tls_cert, sink=sink))
             return started
 
         peer = start()
         link.addr, link.meta, link.unix_path = peer.addr, peer.meta, peer.unix_path
+        link.extra["peer_sink"] = peer.sink  # what it said it does (meta.json keeps it)
 
         def revive() -> None:  # a crashed local peer is restarted for the next case
             nonlocal peer

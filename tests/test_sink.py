@@ -1,0 +1,126 @@
+"""How the peer takes in one-way data: dropped in the kernel (MSG_TRUNC) or copied into a
+page-aligned buffer (measure/sink.py). Real sockets and real peers; no speed is asserted
+(bench/bench_peer_sink.py measures what the sink does to a run's figures)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from flushbench.case import Case
+from flushbench.measure import sink
+from flushbench.measure.scratch import address
+from flushbench.measure.session import Session
+from flushbench.procs import PeerProcess
+
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                           reason="MSG_TRUNC drops TCP data only on Linux")
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+    return client, accepted
+
+
+@pytest.mark.parametrize("size", [1, 4095, 65536, 1 << 20])
+def test_a_page_aligned_buffer_starts_a_page_and_is_writable(size: int) -> None:
+    view = sink.page_aligned(size)
+    assert len(view) == size and address(view) is not None
+    assert (address(view) or 1) % sink.PAGE == 0
+    view[-1] = 7
+    assert view[-1] == 7
+
+
+@LINUX
+def test_discard_takes_every_byte_and_copies_none() -> None:
+    """3 MiB sent; drained with MSG_TRUNC through a 64 KiB buffer: every byte is taken (the
+    next byte read is the marker after them) and the buffer is never written."""
+    client, accepted = tcp_pair()
+    with client, accepted:
+        body = b"x" * (3 << 20)
+        sender = threading.Thread(target=lambda: client.sendall(body + b"!"))
+        sender.start()
+        view = sink.page_aligned(65536)
+        flags = sink.recv_flags(accepted, "discard")
+        assert flags == socket.MSG_TRUNC
+        assert sink.drain(accepted, view, len(body), flags)
+        sender.join(10)
+        assert accepted.recv(1) == b"!"
+        assert bytes(view) == bytes(65536)
+
+
+def test_copy_takes_the_bytes_into_the_buffer() -> None:
+    client, accepted = tcp_pair()
+    with client, accepted:
+        client.sendall(b"abc" * 1000)
+        view = sink.page_aligned(3000)
+        assert sink.recv_flags(accepted, "copy") == 0
+        assert sink.drain(accepted, view, 3000)
+        assert bytes(view) == b"abc" * 1000
+
+
+def test_a_close_mid_drain_says_so() -> None:
+    client, accepted = tcp_pair()
+    with accepted:
+        client.sendall(b"y" * 100)
+        client.close()
+        assert not sink.drain(accepted, sink.page_aligned(4096), 1000,
+                              sink.recv_flags(accepted, "discard"))
+
+
+def test_unix_sockets_always_copy() -> None:
+    """AF_UNIX has no MSG_TRUNC discard for streams: the peer copies there."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        assert not sink.discards(a)
+        assert sink.recv_flags(a, "discard") == 0
+        a.sendall(b"z" * 500)
+        view = sink.page_aligned(500)
+        assert sink.drain(b, view, 500, sink.recv_flags(b, "discard"))
+        assert bytes(view) == b"z" * 500
+
+
+@pytest.mark.parametrize("how", sink.SINKS)
+def test_a_peer_with_either_sink_confirms_every_byte(how: str) -> None:
+    """A real peer started with each sink serves 1 MiB stream values and says which sink it
+    used; the session checks the byte count the peer confirms."""
+    with PeerProcess(sink=how) as peer:
+        assert peer.sink == how
+        session = Session.connect(Case("stream", "sendall", 1 << 20), peer.addr, 10.0,
+                                  peer.ticket)
+        try:
+            for n in (1, 3, 8):
+                session.run_value(n)
+            assert [v.bytes for v in session.values] == [1 << 20, 3 << 20, 8 << 20]
+        finally:
+            session.close()
+
+
+def test_the_peer_refuses_an_unknown_sink() -> None:
+    done = subprocess.run([sys.executable, "-m", "flushbench.measure.peer", "--sink", "tee"],
+                          capture_output=True, text=True, timeout=60, input="")
+    assert done.returncode == 2 and "--sink" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_run_records_its_sink_and_a_resume_keeps_it(tmp_path: Path) -> None:
+    """``--peer-sink copy`` reaches the peer and meta.json; --resume takes no --peer-sink."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "flushbench", "run", "--suite", "smoke",
+                           "--filter", "stream-*", "--peer-sink", "copy", "-q", "--out",
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "meta.json").read_text())["peer_sink"] == "copy"
+    again = subprocess.run([sys.executable, "-m", "flushbench", "run", "--resume", str(out),
+                            "--peer-sink", "discard"], capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    assert "Traceback" not in again.stderr
