@@ -124,3 +124,12 @@ def test_a_run_records_its_sink_and_a_resume_keeps_it(tmp_path: Path) -> None:
                            timeout=60)
     assert again.returncode == 2 and "--resume" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_the_report_says_how_the_peer_took_in_stream_data() -> None:
+    """The report's method line names the sink; a run from before the sink was recorded
+    copied, and says so."""
+    from flushbench.report.document import peer_sink
+
+    assert "uncopied (MSG_TRUNC)" in peer_sink({"peer_sink": "discard"})
+    assert "copied" in peer_sink({"peer_sink": "copy"}) and "copied" in peer_sink({})

@@ -177,6 +177,13 @@ def congestion_control(meta: dict[str, Any]) -> str:
     return f"TCP congestion control: the host's default, {host}"
 
 
+def peer_sink(meta: dict[str, Any]) -> str:
+    """How the peer took in stream data, in words (runs that do not say copied it)."""
+    if meta.get("peer_sink") == "discard":
+        return "the peer dropped stream data uncopied (MSG_TRUNC)"
+    return "the peer copied stream data into a buffer"
+
+
 def _measured(meta: dict[str, Any]) -> str:
     """How the run was measured: its rounds (schema 2) or pyperf's processes (schema 1)."""
     sched = meta.get("schedule")
@@ -184,7 +191,7 @@ def _measured(meta: dict[str, Any]) -> str:
         return (f"{sched.get('rounds', '?')} interleaved rounds × {sched.get('values', '?')} "
                 f"values per trial ({sched.get('warmups', '?')} warmup, value time "
                 f"{sched.get('value_time', '?')} s, seed {sched.get('seed', '?')}); "
-                f"{congestion_control(meta)}")
+                f"{congestion_control(meta)}; {peer_sink(meta)}")
     pyperf = meta.get("pyperf") or {}
     return (f"pyperf {pyperf.get('processes', '?')} processes × {pyperf.get('values', '?')} "
             f"values ({pyperf.get('warmups', '?')} warmup)")
