@@ -67,8 +67,8 @@ CASES = {
     "resume with suite": (["run", "--resume", "/tmp", "--suite", "smoke"],
                           "flushbench: error: --resume measures the rest as the run it resumes "
                           "was measured (suite, filters, directory, rounds, values, seed, loops, "
-                          "pinning, congestion control, peer, transport); drop the other run "
-                          "options"),
+                          "pinning, congestion control, peer, peer sink, transport); drop the "
+                          "other run options"),
     "bad plugin": (["run", "--strategy-plugin", "nocolon"],
                    "flushbench: error: --strategy-plugin 'nocolon': expected module:Class"),
     "peer and link": (["run", "--peer", "127.0.0.1:1", "--link", "delay=1ms"],

@@ -138,6 +138,20 @@ def test_metadata_diff_marks_what_differs(pair: list[Path]) -> None:
         assert not diff.loc[field, "differs"], field
 
 
+def test_metadata_diff_says_when_the_peers_took_in_stream_data_differently(
+        tmp_path: Path) -> None:
+    """A run from before the sink was recorded copied; set beside a discarding one, the
+    difference is flagged (it moves stream figures: measure/sink.py)."""
+    old = write_run(tmp_path, "a", "old", small_cases())
+    new = write_run(tmp_path, "a", "new", small_cases())
+    meta = json.loads((new / "meta.json").read_text())
+    meta["peer_sink"] = "discard"
+    (new / "meta.json").write_text(json.dumps(meta))
+    diff = compare.metadata_diff(open_runs([old, new])).set_index("field")
+    assert list(diff.loc["peer sink", ["a/old", "a/new"]]) == ["copy", "discard"]
+    assert diff.loc["peer sink", "differs"]
+
+
 def test_runs_with_different_transports_align_without_the_suffix(tmp_path: Path) -> None:
     """A loopback run and an emulated run are compared case by case."""
     cases = [Case("stream", "sendall", 1024), Case("rr", "sendall", 64)]

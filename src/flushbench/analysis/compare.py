@@ -168,6 +168,7 @@ def host_speed(runs: Sequence[StoredRun]) -> pd.DataFrame:
 
 
 META_FIELDS = [("transport", ("transport",)), ("link", ("link",)), ("suite", ("suite", "name")),
+               ("peer sink", ("peer_sink",)),  # a copying peer moves stream figures
                ("created", ("created",)), ("flushbench", ("flushbench_version",)),
                ("pyperf processes×values", ("pyperf",))]
 HOST_FIELDS = ["cpu_model", "cpu_count", "kernel", "python", "io_default_buffer_size"]
@@ -177,6 +178,8 @@ def _get(meta: dict[str, Any], path: tuple[str, ...]) -> Any:
     cur: Any = meta
     for part in path:
         cur = cur.get(part) if isinstance(cur, dict) else None
+    if path == ("peer_sink",) and cur is None:  # runs before it was recorded copied
+        return "copy"
     if path == ("pyperf",) and isinstance(cur, dict):
         return f"{cur.get('processes')}×{cur.get('values')} (warmups {cur.get('warmups')})"
     return cur
