@@ -264,6 +264,22 @@ def test_run_text_makes_no_escape_codes_on_a_real_terminal(
     assert "\\x1b]8;;https://evil.example" in plain.replace("\n", "")
 
 
+@pytest.mark.parametrize("sink", ["tee /etc/passwd", 1, ["copy"], None])
+def test_a_resumed_runs_peer_sink_is_checked(sink: object) -> None:
+    """meta.json's peer_sink goes to the peer's command line on a resume: anything but
+    'discard' or 'copy' stops the resume with one line, before a peer starts."""
+    from flushbench.errors import UsageError
+    from flushbench.run.options import RunOptions, prepare_suite
+    from flushbench.suites import load_suite
+
+    meta = {"schedule": {"rounds": 2}, "peer_sink": sink,
+            "suite": {"source": Path(load_suite("smoke").path).read_text()}, "filters": []}
+    with pytest.raises(UsageError) as info:
+        prepare_suite(RunOptions(resume=Path("/runs/x")), meta)
+    assert str(info.value).startswith("/runs/x/meta.json: peer_sink is neither")
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("cc", ["bbr; rm -rf /", 7, "ünïcode"])
 def test_a_resumed_runs_congestion_control_is_checked(cc: object) -> None:
     """meta.json may come from anywhere: a schedule.cc that is not a congestion control's

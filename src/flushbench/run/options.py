@@ -98,6 +98,10 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         if not isinstance(cc, str) or (cc and not re.fullmatch(CC_NAME, cc)):
             raise UsageError(f"{opts.resume}/meta.json: schedule.cc is not a congestion "
                              f"control's name ({str(cc)[:40]!r}); the run cannot be resumed")
+        sink = meta.get("peer_sink", "copy")  # runs from before it was recorded copied
+        if not isinstance(sink, str) or sink not in ("discard", "copy"):
+            raise UsageError(f"{opts.resume}/meta.json: peer_sink is neither 'discard' nor "
+                             f"'copy' ({str(sink)[:40]!r}); the run cannot be resumed")
     elif opts.fast:  # fewer rounds and values: rough answers, quickly
         changes.update(rounds=max(3, suite.rounds // 2), values=1)
     if opts.rounds:
