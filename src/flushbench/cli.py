@@ -35,6 +35,7 @@ from .cliargs import (
     dash_patterns,
 )
 from .errors import FlushbenchError
+from .measure.sink import SINKS
 from .remote.agent import DEFAULT_DURATION, DEFAULT_HANDSHAKE
 from .remote.protocol import DEFAULT_PORT
 
@@ -104,7 +105,7 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run.add_argument("--inherit-environ", metavar="VARS",
                      help="comma-separated environment variables workers keep (pyperf drops "
                           "the rest)")
-    run.add_argument("--peer-sink", choices=("discard", "copy"), default=None,
+    run.add_argument("--peer-sink", choices=SINKS, default=None,
                      help="how the peer takes in stream and file data: discard (default: "
                           "dropped in the kernel, MSG_TRUNC, so only the client copies) or "
                           "copy (into a buffer, as a receiving program does)")

@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       min_effect=args.min_effect, quiet=args.quiet,
                       peers=args.peer, token_file=args.token_file, link=args.link,
                       inherit_environ=args.inherit_environ,
-                      peer_sink=args.peer_sink or "discard",
+                      peer_sink=args.peer_sink or RunOptions.peer_sink,
                       transport=args.transport or "loopback", started=started)
     if args.dry_run:
         from .listing import dry_run

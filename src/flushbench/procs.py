@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from .errors import SetupError
+from .measure import sink as sinks
 from .measure import unixsock
 from .measure.peer import TLS_CERT_ENV
 from .measure.protocol import new_ticket
@@ -82,7 +83,8 @@ class PeerProcess:
                  prefix: list[str] | None = None, ready_timeout: float = 20.0, *,
                  max_seconds: float | None = None, max_bytes: int | None = None,
                  allow_from: str | None = None, ticket: str | None = None,
-                 unix: bool = False, tls_cert: str | None = None, sink: str = "discard") -> None:
+                 unix: bool = False, tls_cert: str | None = None,
+                 sink: str = sinks.DEFAULT) -> None:
         argv = [*(prefix or []), sys.executable, "-m", "flushbench.measure.peer", "--bind", bind,
                 "--sink", sink]
         self.unix_dir = unixsock.private_dir() if unix else None

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..case import THROUGHPUT_WORKLOADS, WORKLOADS, headline
 from ..errors import UsageError
+from ..measure.sink import UNRECORDED
 from .runs import StoredRun
 from .stats import Comparison, compare_latency, compare_rates, geomean
 
@@ -178,8 +179,8 @@ def _get(meta: dict[str, Any], path: tuple[str, ...]) -> Any:
     cur: Any = meta
     for part in path:
         cur = cur.get(part) if isinstance(cur, dict) else None
-    if path == ("peer_sink",) and cur is None:  # runs before it was recorded copied
-        return "copy"
+    if path == ("peer_sink",) and cur is None:
+        return UNRECORDED
     if path == ("pyperf",) and isinstance(cur, dict):
         return f"{cur.get('processes')}×{cur.get('values')} (warmups {cur.get('warmups')})"
     return cur

@@ -9,10 +9,11 @@ into its page took 14-19 Gbit/s, against 30-35 elsewhere, and ``bytearray(1 MiB)
 fresh process sits 16 bytes in (results/epyc-2core-vm/20261204-peer-sink/).
 
 ``discard`` (the default) reads one-way data with ``MSG_TRUNC``: Linux's TCP drops the bytes
-without copying them (ACKs, windows and byte counts as before), so the only user-space copy
-left in a stream measurement is the client's. ``copy`` reads into a page-aligned buffer,
-as a receiving program would. Six pairs of quick-suite stream runs, one with each sink
-(``python bench/bench_peer_sink.py --pairs 6 --sizes 16K,128K,1M``), medians over pairs of
+without copying them (they are consumed, counted and free the window as a copy would), so
+the only user-space copy left in a stream measurement is the client's. ``copy`` reads into
+a page-aligned buffer, as a receiving program would. Six pairs of quick-suite stream runs,
+one with each sink (``python bench/bench_peer_sink.py --pairs 6 --sizes 16K,128K,1M``),
+medians over pairs of
 the verdicts' 95 % half-widths against ``sendall``: 1 MiB 1.2 % discarding against 5.1 %
 copying; 128 KiB 2.7 against 2.4 %, 16 KiB 2.7 against 2.2 %. The faster receiver also
 moves the client's own speed: ``sendall`` 54.9 against 50.7 Gbit/s at 1 MiB, but 34.0
@@ -30,6 +31,7 @@ import sys
 
 SINKS = ("discard", "copy")
 DEFAULT = "discard"
+UNRECORDED = "copy"  # what runs and agents from before the sink was recorded did
 PAGE = 4096
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
@@ -41,6 +43,11 @@ def page_aligned(size: int) -> memoryview:
     raw = bytearray(size + PAGE)
     start = -(address(raw) or 0) % PAGE
     return memoryview(raw)[start:start + size]
+
+
+def known(value: object) -> bool:
+    """Whether ``value`` (from meta.json or an agent's frame: anything) names a sink."""
+    return isinstance(value, str) and value in SINKS
 
 
 def discards(sock: socket.socket) -> bool:

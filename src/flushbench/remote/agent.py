@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlushbenchError, SetupError, UsageError
+from ..measure import sink as sinks
 from ..measure.protocol import format_addr
 from ..metadata import collect_host
 from ..procs import PeerProcess
@@ -297,8 +298,8 @@ class Agent:
     def _start_peer(self, conn: socket.socket, msg: dict[str, Any], end: float,
                     channel: Channel) -> PeerProcess:
         proto.check_fields(msg, {"op", "cpu", "sink"}, "start_peer")
-        sink = msg.get("sink", "discard")
-        if sink not in ("discard", "copy"):
+        sink = msg.get("sink", sinks.DEFAULT)
+        if not sinks.known(sink):
             raise Refused(proto.PROTOCOL, f"start_peer: sink must be 'discard' or 'copy', got "
                                           f"{proto.short(sink)}")
         cpu = msg.get("cpu")

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import procs
 from ..errors import FlushbenchError, PeerError, ProtocolError, SetupError, UsageError
+from ..measure import sink as sinks
 from ..measure.protocol import format_addr, is_ticket, parse_addr
 from . import protocol as proto
 from .protocol import Channel, Closed, Refused, read_token
@@ -49,7 +50,7 @@ class RemotePeer:
     """
 
     def __init__(self, addr: str, token: bytes, timeout: float = 10.0, *,
-                 cpu: int | None = None, retry: float = RETRY_S, sink: str = "discard"
+                 cpu: int | None = None, retry: float = RETRY_S, sink: str = sinks.DEFAULT
                  ) -> None:
         try:
             host, port = parse_addr(addr.strip(), proto.DEFAULT_PORT)
@@ -83,7 +84,7 @@ class RemotePeer:
         raise AgentBusy(f"agent {self.agent} stayed busy for {MAX_ATTEMPTS} attempts")
 
     def _attempt(self, host: str, port: int, token: bytes, cpu: int | None,
-                 sink: str = "discard") -> None:
+                 sink: str = sinks.DEFAULT) -> None:
         try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout)
         except OSError as exc:
@@ -144,7 +145,7 @@ class RemotePeer:
             raise PeerError(f"agent {self.agent}: {exc.strerror or exc}") from None
 
     def _start(self, sock: socket.socket, token: bytes, cpu: int | None,
-               deadline: float, sink: str = "discard") -> None:
+               deadline: float, sink: str = sinks.DEFAULT) -> None:
         greeting = self._recv(sock, deadline, "hello")
         v = greeting.get("v")
         if v != proto.VERSION:
@@ -162,7 +163,7 @@ class RemotePeer:
                              "(a different token, or not your agent)")
         self._channel = Channel(proto.session_key(token, nonce, cnonce), "client")
         self._send(sock, {"op": "start_peer", **({"cpu": cpu} if cpu is not None else {}),
-                          **({"sink": sink} if sink != "discard" else {})}, deadline)
+                          **({"sink": sink} if sink != sinks.DEFAULT else {})}, deadline)
         reply = self._recv(sock, deadline, "peer")
         port, pid, meta = reply.get("port"), reply.get("pid"), reply.get("meta")
         if (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
@@ -173,7 +174,7 @@ class RemotePeer:
         self.port, self.meta, self.ticket = port, meta, str(reply["ticket"])
         self.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else 0
         said = reply.get("sink")
-        self.sink = said if said in ("discard", "copy") else "copy"
+        self.sink = str(said) if sinks.known(said) else sinks.UNRECORDED
         sock.settimeout(None)
 
     def status(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from ..analysis import verdicts
 from ..analysis.cells import Cell, cells
 from ..case import Case
 from ..files import hand_over
+from ..measure.sink import UNRECORDED
 from ..metadata import collect_host, machine_id
 from ..results import RunWriter, atomic_write, read_meta
 from ..suites import Suite
@@ -272,7 +273,6 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
                   "cases": len(suite.cases)},
         "filters": opts.filters, "client": host, "peer": peer_meta,
         "transport": opts.transport, "link": None, "peer_addr": None, "pin": opts.pin,
-        "peer_sink": opts.peer_sink,  # how the peer took in one-way data (measure/sink.py)
         "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
                      "timeout": suite.timeout, "value_time": suite.value_time,
                      "cc": suite.cc, "pairing": "slots",  # analysis/slots.py
@@ -314,8 +314,7 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
         saved_loops = Path(opts.resume) / "loops.json"
         seed = int(saved.get("seed", seed))
         opts = dataclasses.replace(opts, pin=meta.get("pin") or {},
-                                   # runs from before the sink was recorded copied
-                                   peer_sink=str(meta.get("peer_sink", "copy")),
+                                   peer_sink=str(meta.get("peer_sink", UNRECORDED)),
                                    min_effect=float(saved.get("min_effect", opts.min_effect)),
                                    loops_file=saved_loops if saved_loops.exists() else None)
     suite = prepare_suite(opts, meta)

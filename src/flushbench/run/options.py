@@ -17,7 +17,7 @@ from typing import Any
 
 from ..case import CC_NAME, LOCAL_ONLY, Case
 from ..errors import UsageError
-from ..measure import fdlimit, plugins, sockopts, strategies
+from ..measure import fdlimit, plugins, sink, sockopts, strategies
 from ..measure.drivers import misfit, unavailable
 from ..metadata import machine_id
 from ..suites import Suite, load_suite, parse_suite
@@ -47,7 +47,7 @@ class RunOptions:
     token_file: Path | None = None
     link: str | None = None
     inherit_environ: str | None = None
-    peer_sink: str = "discard"  # how the peer takes in one-way data (measure/sink.py)
+    peer_sink: str = sink.DEFAULT  # how the peer takes in one-way data (measure/sink.py)
     started: float | None = None  # time.monotonic() when the command started (run/pace.py)
 
 
@@ -98,10 +98,10 @@ def prepare_suite(opts: RunOptions, meta: dict[str, Any] | None = None) -> Suite
         if not isinstance(cc, str) or (cc and not re.fullmatch(CC_NAME, cc)):
             raise UsageError(f"{opts.resume}/meta.json: schedule.cc is not a congestion "
                              f"control's name ({str(cc)[:40]!r}); the run cannot be resumed")
-        sink = meta.get("peer_sink", "copy")  # runs from before it was recorded copied
-        if not isinstance(sink, str) or sink not in ("discard", "copy"):
+        said = meta.get("peer_sink", sink.UNRECORDED)  # goes to the peer's command line
+        if not sink.known(said):
             raise UsageError(f"{opts.resume}/meta.json: peer_sink is neither 'discard' nor "
-                             f"'copy' ({str(sink)[:40]!r}); the run cannot be resumed")
+                             f"'copy' ({str(said)[:40]!r}); the run cannot be resumed")
     elif opts.fast:  # fewer rounds and values: rough answers, quickly
         changes.update(rounds=max(3, suite.rounds // 2), values=1)
     if opts.rounds:

@@ -13,6 +13,7 @@ from ..case import LOCAL_ONLY
 from ..errors import UsageError
 from ..measure import unixsock
 from ..measure.protocol import format_addr, new_ticket
+from ..measure.sink import DEFAULT
 from ..procs import PeerProcess
 from .tlsca import RunCA
 
@@ -28,7 +29,7 @@ class Target:
 
     def open(self, stack: contextlib.ExitStack, bind: str, token_file: Path | None = None,
              cpu: int | None = None, unix: bool = False, tls: RunCA | None = None,
-             sink: str = "discard") -> PeerLink:
+             sink: str = DEFAULT) -> PeerLink:
         """Start or reach the peer (pinned to ``cpu`` where given); ``stack`` reaps it.
 
         ``unix``: the run has unix cases; a local peer also listens on an AF_UNIX socket in a
