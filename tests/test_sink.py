@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flushbench.case import Case
-from flushbench.measure import sink
+from flushbench.measure import protocol, sink
 from flushbench.measure.scratch import address
 from flushbench.measure.session import Session
 from flushbench.procs import PeerProcess
@@ -133,3 +133,65 @@ def test_the_report_says_how_the_peer_took_in_stream_data() -> None:
 
     assert "uncopied (MSG_TRUNC)" in peer_sink({"peer_sink": "discard"})
     assert "copied" in peer_sink({"peer_sink": "copy"}) and "copied" in peer_sink({})
+
+
+def test_a_cell_with_a_tls_or_unix_case_copies_throughout() -> None:
+    plain = Case("stream", "sendall", 16384)
+    assert sink.for_cases([plain, Case("stream", "makefile", 16384)]) == ""
+    assert sink.for_cases([plain, Case("stream", "sendall", 16384, transport="unix")]) == "copy"
+    assert sink.for_cases([plain, Case("stream", "sendall", 16384, tls=True)]) == "copy"
+    assert sink.for_cases([]) == ""
+
+
+@LINUX
+@pytest.mark.parametrize(("asked", "said"), [("", "discard"), ("copy", "copy"),
+                                             ("discard", "discard")])
+def test_a_connection_asks_the_peer_for_its_sink_and_hears_what_it_does(asked: str,
+                                                                         said: str) -> None:
+    """A discarding peer copies for a connection whose hello asks it to (a cell with a unix or
+    TLS case), and its answer says so; a request-response connection hears nothing."""
+    with PeerProcess(sink="discard") as peer:
+        session = Session.connect(Case("stream", "sendall", 65536), peer.addr, 10.0,
+                                  peer.ticket, sink=asked)
+        rr = Session.connect(Case("rr", "sendall", 64), peer.addr, 10.0, peer.ticket,
+                             sink=asked)
+        try:
+            session.run_value(4)
+            rr.run_value(4)
+            assert session.values[0].bytes == 4 * 65536
+            assert session.effective()["peer_sink"] == said
+            assert rr.effective()["peer_sink"] == ""
+        finally:
+            session.close()
+            rr.close()
+
+
+@LINUX
+@pytest.mark.parametrize(("asked", "said"), [("", "copy"), ("discard", "discard")])
+def test_the_peers_sink_is_its_default_and_a_hello_overrides_it(asked: str, said: str) -> None:
+    with PeerProcess(sink="copy") as peer:
+        session = Session.connect(Case("stream", "sendall", 4096), peer.addr, 10.0,
+                                  peer.ticket, sink=asked)
+        try:
+            session.run_value(2)
+            assert session.effective()["peer_sink"] == said
+        finally:
+            session.close()
+
+
+@pytest.mark.parametrize("bad", ["tee", 1, None, ["copy"], "COPY"])
+def test_a_hello_with_an_unknown_sink_is_refused_with_the_reason(bad: object) -> None:
+    """The hello's sink is untrusted input: anything but a sink name is refused in the
+    peer's answer, and the peer goes on serving."""
+    with PeerProcess() as peer:
+        with socket.create_connection(peer.addr, timeout=10) as sock:
+            protocol.send_frame(sock, {"v": protocol.PROTOCOL_VERSION, "workload": "stream",
+                                       "msg_size": 64, "reply": 0, "batch": 1, "rcvbuf": 0,
+                                       "ticket": peer.ticket, "sink": bad})
+            ack = protocol.recv_frame(sock)
+        assert ack["ok"] is False and "sink must be one of discard, copy" in ack["error"]
+        session = Session.connect(Case("stream", "sendall", 64), peer.addr, 10.0, peer.ticket)
+        try:
+            session.run_value(10)
+        finally:
+            session.close()

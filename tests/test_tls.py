@@ -235,6 +235,7 @@ def test_a_tls_run_writes_the_tls_columns_and_no_key(tmp_path: Path) -> None:
     coalesce = table.loc["stream-coalesce-s64-p2-nd0-sbauto-tls13-loopback"]
     assert coalesce["tls_records_per_msg"] == 1.0 and coalesce["tls_record_bytes"] == 22
     assert str(coalesce["tls_cipher"]).startswith("TLSv1.3 ") and coalesce["tls_handshake_us"] > 0
+    assert (table["peer_sink"] == "copy").all()  # the peer decrypts: it copies
     meta = json.loads((out / "meta.json").read_text())
     assert len(meta["tls_ca_sha256"]) == 64
     for path in out.rglob("*"):

@@ -372,7 +372,9 @@ def test_real_run_of_a_unix_suite_writes_unix_rows(tmp_path: Path) -> None:
     suite = tmp_path / "u2.toml"
     suite.write_text('[suite]\nname = "u2"\nrounds = 3\nvalues = 2\nvalue_time = 0.005\n'
                      'timeout = 30\n\n[[matrix]]\nworkload = "stream"\nstrategy = "sendall"\n'
-                     'msg_size = 1024\ntransport = ["loopback", "unix"]\nops = 2000\n')
+                     'msg_size = 1024\ntransport = ["loopback", "unix"]\nops = 2000\n\n'
+                     '[[matrix]]\nworkload = "stream"\nstrategy = "sendall"\nmsg_size = 64\n'
+                     'ops = 2000\n')
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS)])}
     proc = subprocess.run([sys.executable, "-m", "flushbench", "run", "--suite", str(suite),
@@ -387,6 +389,10 @@ def test_real_run_of_a_unix_suite_writes_unix_rows(tmp_path: Path) -> None:
     assert unix["segs_per_msg"] == "" and unix["retrans"] == "" and unix["rtt_us"] == ""
     assert unix["nodelay_eff"] == "" and int(unix["sndbuf_eff"]) > 0
     assert loop["segs_per_msg"] != "" and loop["error"] == ""
+    # the unix case's cell copies throughout (its receivers do the same work); a cell
+    # without one lets the peer drop the bytes uncopied
+    assert unix["peer_sink"] == loop["peer_sink"] == "copy"
+    assert rows["stream-sendall-s64-p2-nd0-sbauto-loopback"]["peer_sink"] == "discard"
     with open(out / "verdicts.csv", newline="") as fh:
         found = [(r["case"], r["baseline"], r["axis"], r["metric"]) for r in csv.DictReader(fh)]
     assert (unix["case"], loop["case"], "transport", "throughput_bps") in found

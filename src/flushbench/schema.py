@@ -48,6 +48,7 @@ METRIC_COLUMNS = [
     "cpu_s_per_gb_client", "cpu_s_per_gb_peer",  # CPU seconds per GB moved, both directions
     "nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff",
     "cc_eff",  # the client socket's TCP congestion control, read back
+    "peer_sink",  # what the peer did with the case's one-way data: discard or copy (sink.py)
     "opt_mismatch",  # empty when every option reads back as requested
     "msgs", "bytes", "values", "loops", "duration_s",
     "host_speed",  # the host's CPU speed around the case: million loops/s (hostspeed.py)
@@ -66,7 +67,7 @@ METRIC_COLUMNS = [
 ]
 COLUMNS = CASE_COLUMNS + METRIC_COLUMNS
 STRING_COLUMNS = {"case", "workload", "strategy", "transport", "opt_mismatch", "error",
-                  "tls_version", "tls_cipher", "driver", "cc_eff"}
+                  "tls_version", "tls_cipher", "driver", "cc_eff", "peer_sink"}
 BOOL_COLUMNS = {"nodelay", "nodelay_eff", "twin", "tls"}
 NUMBER_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS | BOOL_COLUMNS]
 # whole numbers of bytes or counts: the case's parameters (msg_size in every row) and what
@@ -121,6 +122,7 @@ class ResultRow(TypedDict, total=False):
     rcvbuf_eff: int | None
     notsent_lowat_eff: int | None
     cc_eff: str  # "" where not TCP (unix)
+    peer_sink: str  # "" where the workload sends no one-way data (rr, pipeline, wwr)
     opt_mismatch: str
     msgs: int
     bytes: int
@@ -231,6 +233,10 @@ PUBLIC: tuple[Column, ...] = (
     _c("cc_eff", "string", "", "the client socket's TCP congestion control read back "
        "(TCP_CONGESTION: the run's cc, else the host's default); <NA>: not TCP, or a run "
        "before it was recorded", unset=True),
+    _c("peer_sink", "string", "", "what the peer said it did with the case's one-way data: "
+       "discard (MSG_TRUNC, dropped uncopied) or copy (into a buffer); a cell with a TLS or "
+       "unix case copies throughout; <NA>: request-response workloads, or a run before it was "
+       "recorded", unset=True),
     _c("opt_mismatch", "string", "", "each option the kernel did not take as asked; empty "
        "when all did"),
     _c("msgs", "Int64", "messages", "messages sent in the timed values"),

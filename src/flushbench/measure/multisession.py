@@ -26,14 +26,14 @@ from . import fdlimit, protocol, sockopts, strategies
 from .drivers import ConnResult, Driver, Work, misfit, open_driver, unavailable
 from .loops import make_parts
 from .protocol import format_addr
-from .session import ValueStats, effective_options, say_hello, warm_up
+from .session import ValueStats, effective_options, peer_sink, say_hello, warm_up
 
 
 class MultiSession:
     """``case.conns`` connections to the peer at ``addr`` under ``case.driver``."""
 
     def __init__(self, case: Case, addr: tuple[str, int], io_timeout: float = 30.0,
-                 ticket: str | None = None, *, cc: str = "") -> None:
+                 ticket: str | None = None, *, cc: str = "", sink: str = "") -> None:
         start = time.perf_counter()
         self.case, self.io_timeout = case, io_timeout
         self.phases: dict[str, float] = {"connect_s": 0.0, "file_s": 0.0, "setup_s": 0.0,
@@ -44,6 +44,8 @@ class MultiSession:
         self.socks: list[socket.socket] = []
         self.driver: Driver | None = None
         self.rcvbuf_eff: Any = None
+        self.sink = sink  # asked of the peer ("": its own)
+        self.said = ""  # what the peer says it does with one-way data (session.peer_sink)
         self.opts = sockopts.Options.of(case, cc)
         try:
             why = unavailable(case.driver) or misfit(
@@ -66,8 +68,8 @@ class MultiSession:
 
     @classmethod
     def connect(cls, case: Case, addr: tuple[str, int], io_timeout: float = 30.0,
-                ticket: str | None = None, *, cc: str = "") -> MultiSession:
-        return cls(case, addr, io_timeout, ticket, cc=cc)
+                ticket: str | None = None, *, cc: str = "", sink: str = "") -> MultiSession:
+        return cls(case, addr, io_timeout, ticket, cc=cc, sink=sink)
 
     def _connect(self, addr: tuple[str, int], ticket: str | None) -> socket.socket:
         try:
@@ -79,8 +81,9 @@ class MultiSession:
         try:
             sock.settimeout(None)  # blocking; every call bounded by the kernel's timeouts
             sockopts.set_timeouts(sock, self.io_timeout)
-            ack = say_hello(sock, self.case, ticket)
+            ack = say_hello(sock, self.case, ticket, self.sink)
             self.rcvbuf_eff = ack.get("rcvbuf_eff")
+            self.said = peer_sink(ack)
             sockopts.apply(sock, self.opts)
         except BaseException:
             sock.close()
@@ -151,7 +154,8 @@ class MultiSession:
         """The options as the kernel holds them on the first connection (all were set alike)."""
         if not self.socks:
             return {}
-        return effective_options(self.socks[0], self.opts, self.rcvbuf_eff)
+        return {**effective_options(self.socks[0], self.opts, self.rcvbuf_eff),
+                "peer_sink": self.said}
 
     def close(self) -> None:
         """BYE on every connection (the driver's own way), then close them all."""

@@ -60,7 +60,8 @@ TICKET_WAIT = 20.0  # seconds the peer waits for its ticket on stdin
 TLS_CERT_ENV = "FLUSHBENCH_TLS_CERT"
 TLS_CONTEXT: Any = None  # the peer's ssl.SSLContext, made in main() when it has a certificate
 LOOP: PeerLoop | None = None  # serves driver cases' connections; started in main()
-SINK = sink.DEFAULT  # how one-way data is taken in (sink.py); --sink sets it
+SINK = sink.DEFAULT  # how one-way data is taken in (sink.py); --sink sets it, a hello's
+# "sink" overrides it for that connection (a cell with a TLS or unix case asks for "copy")
 
 
 def _plain_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -81,6 +82,7 @@ class Job:
     rcvbuf: int
     tls: bool = False  # after the hello's answer, the connection switches to TLS
     many: bool = False  # one of a driver case's connections: served by the peer's loop
+    sink: str = ""  # how to take in one-way data (sink.py); "": the peer's --sink
 
     @classmethod
     def from_hello(cls, hello: dict[str, Any]) -> Job:
@@ -99,11 +101,14 @@ class Job:
         job = cls(workload=hello["workload"], msg_size=num("msg_size", 1, MAX_SIZE),
                   reply=num("reply", 0, MAX_SIZE), batch=num("batch", 1, MAX_BATCH),
                   rcvbuf=num("rcvbuf", 0, 1 << 30), tls=hello.get("tls", False),
-                  many=hello.get("many", False))
+                  many=hello.get("many", False), sink=hello.get("sink", ""))
         for key in ("tls", "many"):
             if not isinstance(getattr(job, key), bool):
                 raise ProtocolError(f"{key} must be true or false, got "
                                     f"{protocol.short(getattr(job, key))}")
+        if job.sink != "" and not sink.known(job.sink):
+            raise ProtocolError(f"sink must be one of {', '.join(sink.SINKS)}, got "
+                                f"{protocol.short(job.sink)}")
         if job.msg_size * job.batch > MAX_SIZE:
             raise ProtocolError(f"msg_size x batch must be <= {MAX_SIZE}")
         return job
@@ -141,17 +146,20 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
                                     time.monotonic() + 1.0)
             return
         rcvbuf_eff = sockopts.set_rcvbuf(conn, job.rcvbuf)
+        one_way = job.workload in ONE_WAY_WORKLOADS
+        flags = sink.recv_flags(conn, job.sink or SINK) if one_way and not job.tls else 0
         protocol.send_frame(conn, {"ok": True, "rcvbuf_eff": rcvbuf_eff, "pid": os.getpid(),
-                                   **({"tls": True} if job.tls else {})})
+                                   **({"tls": True} if job.tls else {}),
+                                   **({"sink": "discard" if flags else "copy"}
+                                      if one_way else {})})
         if job.many and not job.tls and LOOP is not None and not \
                 (FAULT and FAULT.matches(job.workload, job.msg_size)):
             def leave() -> None:
                 if slots is not None:
                     slots.leave(conn, served > 0)
 
-            LOOP.adopt(LoopConn(conn, job.msg_size * job.batch, job.reply,
-                                job.workload in ONE_WAY_WORKLOADS, budget, leave,
-                                sink.recv_flags(conn, SINK)))
+            LOOP.adopt(LoopConn(conn, job.msg_size * job.batch, job.reply, one_way, budget,
+                                leave, flags))
             adopted = True  # the loop closes it and frees its slot
         elif job.tls:  # the handshake (bounded in time), then the values over TLS
             from .tls import wrap_server
@@ -159,7 +167,7 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
             with wrap_server(conn, tls) as tls_conn:
                 _serve_values(tls_conn, job, budget, served)
         else:
-            _serve_values(conn, job, budget, served)
+            _serve_values(conn, job, budget, served, flags)
     finally:
         if not adopted:
             if slots is not None:
@@ -168,13 +176,13 @@ def _serve_connection(conn: socket.socket, budget: ByteBudget | None = None,
 
 
 def _serve_values(conn: socket.socket, job: Job, budget: ByteBudget | None = None,
-                  served: int = 0) -> None:
+                  served: int = 0, flags: int = 0) -> None:
+    """The connection's values; ``flags``: of its one-way reads (MSG_TRUNC: discard)."""
     fault = FAULT if FAULT and FAULT.matches(job.workload, job.msg_size) else None
     values = 0
     per_op = job.msg_size * job.batch
     one_way = job.workload in ONE_WAY_WORKLOADS
     view = sink.page_aligned(recv_buffer_size(one_way, per_op, served))
-    flags = sink.recv_flags(conn, SINK) if one_way else 0
     head = bytearray(protocol.GO.size)
     while True:
         protocol.recv_into_exact(conn, memoryview(head))
@@ -299,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         "private directory the parent made and removes)")
     parser.add_argument("--sink", choices=sink.SINKS, default=sink.DEFAULT,
                         help="one-way data: dropped in the kernel (MSG_TRUNC, where it can) or "
-                             "copied into a buffer (see flushbench/measure/sink.py)")
+                             "copied into a buffer, unless a connection's hello asks otherwise "
+                             "(see flushbench/measure/sink.py)")
     args = parser.parse_args(argv)
     if args.max_seconds is not None and not 0 < args.max_seconds <= 30 * 86400:
         parser.error("--max-seconds must be in (0, 2592000]")

@@ -8,8 +8,10 @@ bad UTF-8 refused, and, where a deadline is given, a bound on the time a whole f
 The data connection:
 
     client                                   peer
-    HELLO  frame {v, ticket, workload, ...} ->   (at most HELLO_CAP bytes, within HELLO_TIMEOUT)
+    HELLO  frame {v, ticket, workload, ...} ->   (at most HELLO_CAP bytes, within HELLO_TIMEOUT;
+                                                  optional "sink": "copy"|"discard", sink.py)
                                            <-  HELLO-ACK frame {ok, rcvbuf_eff, ...}
+                                                 (one-way workloads: "sink", what it does)
     per timed value:
     GO     "GO  " + u64 n                  ->
                                            <-  READY  b"+"       (so no Nagle stall at t0)

@@ -23,6 +23,7 @@ from ..errors import PeerError, SetupError, UsageError
 from . import protocol, sockopts, strategies, unixsock
 from .loops import SyncLoop, Timed, make_parts
 from .protocol import format_addr
+from .sink import known as sink_known
 from .strategies import AsyncStrategy, Strategy
 from .unixsock import Addr
 
@@ -88,10 +89,11 @@ class Session:
 
     def __init__(self, case: Case, sock: socket.socket, io_timeout: float = 30.0,
                  ticket: str | None = None, *, ca: str | None = None,
-                 server_host: str = "127.0.0.1", cc: str = "") -> None:
+                 server_host: str = "127.0.0.1", cc: str = "", sink: str = "") -> None:
         start = time.perf_counter()
         self.case, self.sock, self.io_timeout = case, sock, io_timeout
         self.cc = cc  # the run's congestion control for this socket; "": the host's
+        self.sink = sink  # asked of the peer ("": its own); then what the peer said it does
         self.ticket = ticket
         self.ca, self.server_host = ca, server_host
         self.tls: dict[str, Any] = {}  # TLS cases: handshake time, version, cipher, overhead
@@ -123,7 +125,8 @@ class Session:
 
     @classmethod
     def connect(cls, case: Case, addr: Addr, io_timeout: float = 30.0,
-                ticket: str | None = None, *, ca: str | None = None, cc: str = "") -> Session:
+                ticket: str | None = None, *, ca: str | None = None, cc: str = "",
+                sink: str = "") -> Session:
         """Connect to the peer at ``addr`` (HOST, PORT; or the path of its AF_UNIX socket)
         and set the case up (not timed)."""
         start = time.perf_counter()
@@ -137,7 +140,8 @@ class Session:
                                 f"{exc.strerror or exc}") from None
         connected = time.perf_counter() - start
         session = cls(case, sock, io_timeout, ticket, ca=ca,  # ca: the run's CA, for TLS
-                      server_host=addr if isinstance(addr, str) else addr[0], cc=cc)
+                      server_host=addr if isinstance(addr, str) else addr[0], cc=cc,
+                      sink=sink)
         session.phases["connect_s"] = connected
         return session
 
@@ -146,8 +150,9 @@ class Session:
         sock.settimeout(None)  # blocking: no poll() before each send on the timed path
         sockopts.set_timeouts(sock, self.io_timeout)
         self.opts = sockopts.Options.of(case, self.cc)
-        ack = say_hello(sock, case, self.ticket)
+        ack = say_hello(sock, case, self.ticket, self.sink)
         self.rcvbuf_eff = ack.get("rcvbuf_eff")
+        self.sink = peer_sink(ack)
         ctx = self._start_tls(ack) if case.tls else None
         sock = self.sock  # the TLS socket of a blocking TLS case
         strategy = strategies.get(case.strategy)(sock, case.buffer)
@@ -251,7 +256,7 @@ class Session:
 
     def effective(self) -> dict[str, Any]:
         eff = effective_options(self.sock, self.opts, self.rcvbuf_eff)
-        eff.update(self.tls)
+        eff.update(self.tls, peer_sink=self.sink)
         return eff
 
     def close(self) -> None:
@@ -330,9 +335,18 @@ def effective_options(sock: socket.socket, opts: sockopts.Options, rcvbuf_eff: A
     return eff
 
 
-def say_hello(sock: socket.socket, case: Case, ticket: str | None) -> dict[str, Any]:
+def peer_sink(ack: dict[str, Any]) -> str:
+    """What the peer's hello answer says it does with one-way data ("discard" or "copy"); ""
+    where it says nothing (request-response workloads, peers from before it said)."""
+    said = ack.get("sink")
+    return str(said) if sink_known(said) else ""
+
+
+def say_hello(sock: socket.socket, case: Case, ticket: str | None, sink: str = ""
+              ) -> dict[str, Any]:
     """Tell the peer what the connection will do (with the ticket); its answer, or PeerError
-    with the peer's reason. A TLS case asks for TLS: both ends shake hands next."""
+    with the peer's reason. A TLS case asks for TLS: both ends shake hands next. ``sink``:
+    how the peer is to take in one-way data (measure/sink.py; "": its own way)."""
     hello: dict[str, Any] = {"v": protocol.PROTOCOL_VERSION, "workload": case.workload,
                              "msg_size": case.msg_size, "reply": case.reply_size,
                              "batch": case.batch, "rcvbuf": case.rcvbuf}
@@ -342,6 +356,8 @@ def say_hello(sock: socket.socket, case: Case, ticket: str | None) -> dict[str, 
         hello["tls"] = True
     if case.driver:  # one of many connections: the peer serves them from one event loop
         hello["many"] = True
+    if sink:
+        hello["sink"] = sink
     protocol.send_frame(sock, hello)
     ack = protocol.recv_frame(sock)
     if not ack.get("ok"):

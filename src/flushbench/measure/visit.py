@@ -95,6 +95,7 @@ class Trial:
         self.io_timeout = float(spec["io_timeout"])
         self.value_time = float(spec["value_time"])
         self.cc = str(spec.get("cc") or "")  # the run's congestion control ("": the host's)
+        self.sink = str(spec.get("sink") or "")  # asked of the peer (sink.for_cases)
         self.loops = int(spec["loops"].get(case.id) or 0)  # 0: calibrate in this trial
         self.n = self.loops
         self.follows: Trial | None = None  # a calibrating twin: its original, value by value
@@ -116,10 +117,11 @@ class Trial:
             if self.case.driver:  # many connections (never unix: see Case)
                 assert not isinstance(addr, str)
                 session = MultiSession.connect(self.case, addr, self.io_timeout, ticket,
-                                               cc=self.cc)
+                                               cc=self.cc, sink=self.sink)
             else:
                 session = Session.connect(self.case, addr, self.io_timeout, ticket,
-                                          ca=self.spec.get("tls_ca"), cc=self.cc)
+                                          ca=self.spec.get("tls_ca"), cc=self.cc,
+                                          sink=self.sink)
             self.session = session
             self.n = min(self.loops, self.case.op_count) if self.loops else \
                 session.ops_for(self.case.op_count, self.value_time)

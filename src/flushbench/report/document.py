@@ -180,7 +180,8 @@ def congestion_control(meta: dict[str, Any]) -> str:
 def peer_sink(meta: dict[str, Any]) -> str:
     """How the peer took in stream data, in words (runs that do not say copied it)."""
     if meta.get("peer_sink") == "discard":
-        return "the peer dropped stream data uncopied (MSG_TRUNC)"
+        return ("the peer dropped stream data uncopied (MSG_TRUNC), except in cells with a TLS "
+                "or unix case, where every case's data was copied (table.csv: peer_sink)")
     return "the peer copied stream data into a buffer"
 
 

@@ -35,7 +35,7 @@ from ..analysis import verdicts
 from ..analysis.cells import Cell, cells
 from ..case import Case
 from ..files import hand_over
-from ..measure.sink import UNRECORDED
+from ..measure.sink import UNRECORDED, for_cases
 from ..metadata import collect_host, machine_id
 from ..results import RunWriter, atomic_write, read_meta
 from ..suites import Suite
@@ -189,7 +189,8 @@ class Manager:
                          self.suite.warmups, self.suite.value_time, self.io_timeout,
                          self.epoch, tuple(self.opts.strategy_plugins),
                          seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
-                         % (1 << 62), tls_ca=self.link.tls_ca, cc=self.suite.cc)
+                         % (1 << 62), tls_ca=self.link.tls_ca, cc=self.suite.cc,
+                         sink=for_cases(self.cells[visit.cell].cases))
         folder = self.parts / f"r{visit.round}-c{visit.cell}"
         with span(self.timeline, "worker process"):
             first, *more = self.link.peers()  # HOST:PORT, and unix:PATH for unix cases

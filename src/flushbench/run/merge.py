@@ -131,6 +131,7 @@ def summarize(case: Case, values: list[dict[str, Any]], effective: dict[str, Any
         "rcvbuf_eff": effective.get("rcvbuf_eff"),
         "notsent_lowat_eff": effective.get("notsent_lowat_eff"),
         "cc_eff": effective.get("cc_eff") or "",
+        "peer_sink": sink if isinstance(sink := effective.get("peer_sink"), str) else "",
         "opt_mismatch": effective.get("opt_mismatch", ""),
         "msgs": int(total_msgs), "bytes": int(total_bytes), "values": len(values),
         "loops": loops, "duration_s": float(total_s), "error": "",

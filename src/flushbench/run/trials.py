@@ -32,7 +32,8 @@ TRIAL_COLUMNS = ["case", "workload", "round", "cell", "position", "start_s", "en
 VALUE_FIELDS = ("ops", "msgs", "bytes", "reply_bytes", "elapsed_ns", "cpu_client_ns",
                 "cpu_peer_ns", "calls", "segs", "retrans", "tls_bytes")
 EFFECTIVE = ("nodelay_eff", "sndbuf_eff", "rcvbuf_eff", "notsent_lowat_eff", "cc_eff",
-             "opt_mismatch", "rtt_us", "tls_handshake_us", "tls_cipher", "tls_record_bytes")
+             "peer_sink", "opt_mismatch", "rtt_us", "tls_handshake_us", "tls_cipher",
+             "tls_record_bytes")
 _FIGURES = ("throughput_bps", "msgs_per_s", "lat_p50_us", "lat_p99_us", "segs_per_msg",
             "send_calls_per_msg", "cpu_s_per_gb_client", "cpu_s_per_gb_peer")
 

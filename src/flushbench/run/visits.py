@@ -51,6 +51,7 @@ class VisitSpec:
     seed: int = 0  # orders the visit's slots (derived from the run's seed)
     tls_ca: str | None = None  # the run's CA certificate, for TLS cases (a path, not a key)
     cc: str = ""  # the client sockets' congestion control ("": the host's default)
+    sink: str = ""  # what the connections ask of the peer's one-way reads (sink.for_cases)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -59,7 +60,7 @@ class VisitSpec:
             "values": self.values, "warmups": self.warmups, "value_time": self.value_time,
             "io_timeout": self.io_timeout, "epoch": self.epoch, "seed": self.seed,
             "strategy_plugins": list(self.strategy_plugins), "tls_ca": self.tls_ca,
-            "cc": self.cc})
+            "cc": self.cc, "sink": self.sink})
 
 
 def run_visit(spec: VisitSpec, folder: Path, peer: str, worker_args: Sequence[str],
