@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flushbench.case import Case
@@ -133,6 +134,12 @@ def test_the_report_says_how_the_peer_took_in_stream_data() -> None:
 
     assert "uncopied (MSG_TRUNC)" in peer_sink({"peer_sink": "discard"})
     assert "copied" in peer_sink({"peer_sink": "copy"}) and "copied" in peer_sink({})
+    # a run's table says which cases the peer copied for all the same
+    table = pd.DataFrame({"peer_sink": ["discard", "copy", "copy", pd.NA]})
+    said = peer_sink({"peer_sink": "discard"}, table)
+    assert "uncopied (MSG_TRUNC), but copied it for the 2 cases" in said
+    assert "but" not in peer_sink({"peer_sink": "discard"}, table.iloc[[0, 3]])
+    assert "but" not in peer_sink({"peer_sink": "discard"}, pd.DataFrame({"case": ["x"]}))
 
 
 def test_a_cell_with_a_tls_or_unix_case_copies_throughout() -> None:

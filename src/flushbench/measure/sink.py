@@ -24,10 +24,11 @@ does the work iperf3's does. TLS (the peer must decrypt), AF_UNIX sockets and pl
 other than Linux always copy.
 
 A cell that holds such a case copies throughout (:func:`for_cases`): its loopback TCP cases
-ask for ``copy`` in their hello, so "unix against loopback" and "TLS against the clear" compare
-receivers that do the same work. Discarding only on the loopback side made unix sockets look
-10-23 % slower than loopback at 16 KiB where, with both receivers copying, they were 3-7 %
-faster (quick runs of 12-04).
+ask for ``copy`` in their hello (the peer's answer says what it does; table.csv keeps it as
+``peer_sink``), so that "unix against loopback" and "TLS against the clear" compare receivers
+doing the same work. In the quick suite's cells this moved no verdict: unix ``sendall`` at
+16 KiB came out 0.84x and 0.80x loopback with both receivers copying, 0.77-0.97x in four runs
+with the loopback receiver discarding (docs/design.md, "How the peer takes in stream data").
 """
 
 from __future__ import annotations

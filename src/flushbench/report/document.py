@@ -177,22 +177,28 @@ def congestion_control(meta: dict[str, Any]) -> str:
     return f"TCP congestion control: the host's default, {host}"
 
 
-def peer_sink(meta: dict[str, Any]) -> str:
-    """How the peer took in stream data, in words (runs that do not say copied it)."""
-    if meta.get("peer_sink") == "discard":
-        return ("the peer dropped stream data uncopied (MSG_TRUNC), except in cells with a TLS "
-                "or unix case, where every case's data was copied (table.csv: peer_sink)")
-    return "the peer copied stream data into a buffer"
+def peer_sink(meta: dict[str, Any], table: pd.DataFrame | None = None) -> str:
+    """How the peer took in stream data, in words (runs that do not say copied it); with the
+    run's table, the cases it copied for anyway (cells with a TLS or unix case)."""
+    if meta.get("peer_sink") != "discard":
+        return "the peer copied stream data into a buffer"
+    said = "the peer dropped stream data uncopied (MSG_TRUNC)"
+    if table is None or "peer_sink" not in table.columns:
+        return said
+    copied = int((table["peer_sink"] == "copy").sum())
+    return said + (f", but copied it for the {copied} cases of cells with a TLS or unix case, "
+                   "so that both sides of those comparisons are received alike "
+                   "(table.csv: peer_sink)" if copied else "")
 
 
-def _measured(meta: dict[str, Any]) -> str:
+def _measured(meta: dict[str, Any], table: pd.DataFrame | None = None) -> str:
     """How the run was measured: its rounds (schema 2) or pyperf's processes (schema 1)."""
     sched = meta.get("schedule")
     if isinstance(sched, dict):
         return (f"{sched.get('rounds', '?')} interleaved rounds × {sched.get('values', '?')} "
                 f"values per trial ({sched.get('warmups', '?')} warmup, value time "
                 f"{sched.get('value_time', '?')} s, seed {sched.get('seed', '?')}); "
-                f"{congestion_control(meta)}; {peer_sink(meta)}")
+                f"{congestion_control(meta)}; {peer_sink(meta, table)}")
     pyperf = meta.get("pyperf") or {}
     return (f"pyperf {pyperf.get('processes', '?')} processes × {pyperf.get('values', '?')} "
             f"values ({pyperf.get('warmups', '?')} warmup)")
@@ -205,7 +211,7 @@ def _setup(run: StoredRun) -> str:
             + (f" ({suite['description']})" if suite.get("description") else "")
             + f", transport **{meta.get('transport') or '?'}**"
             + (f", link `{meta['link']}`" if meta.get("link") else "")
-            + f", created {meta.get('created', '?')}; {_measured(meta)}; flushbench "
+            + f", created {meta.get('created', '?')}; {_measured(meta, run.table)}; flushbench "
             f"{meta.get('flushbench_version', '?')}; schema {meta.get('schema_version')}. "
             f"{len(run.table)} cases, {len(run.failed)} failed.")
 
