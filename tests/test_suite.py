@@ -126,8 +126,11 @@ def test_shipped_suites_load_and_meet_their_brief() -> None:
     small = [c for c in quick.cases if c.workload == "stream" and c.msg_size in (64, 1024)]
     assert {c.nodelay for c in small} == {False, True}
     # the quick suite's verdicts do not hang on the host's congestion control (BBR makes
-    # each loopback connection its own speed): CUBIC on every connection; others keep the host's
+    # each loopback connection its own speed): CUBIC on every connection in the suites that
+    # publish verdicts; smoke (and wan, over an emulated link) keep the host's
     assert quick.cc == "cubic" and smoke.cc == ""
+    assert {load_suite(n).cc for n in ("tls", "full", "concurrency")} == {"cubic"}
+    assert load_suite("wan").cc == ""
     assert parse_suite("[suite]\ncc = 'reno'\n[[matrix]]\nworkload = 'rr'\n"
                        "strategy = 'send'\nmsg_size = 64").cc == "reno"
     full = load_suite("full")
