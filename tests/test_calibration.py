@@ -96,6 +96,14 @@ def test_calibrated_ops_takes_the_median_op_time() -> None:
     assert calibrated_ops([value(400, 20e-6), value(600, 30e-6)], 20000, 0.01) == 400
 
 
+def test_calibrated_ops_counts_per_connection() -> None:
+    """A driver case's value of n runs n operations on each of its connections and counts
+    n * conns: 16 connections x 10 operations in 10 ms is 1 ms per n, so 10 fit 10 ms."""
+    many = [value(160, 10e-3 / 160) for _ in range(3)]
+    assert calibrated_ops(many, 20000, 0.01, conns=16) == 10
+    assert calibrated_ops(many, 20000, 0.01) == 160  # read as one connection's operations
+
+
 def test_calibrated_ops_bounds() -> None:
     assert calibrated_ops([], 20000, 0.01) == 0  # nothing measured: the caller keeps its n
     assert calibrated_ops([value(10, 1e-6)], 500, 0.01) == 500  # the case's op count caps it

@@ -104,3 +104,25 @@ def test_a_resumed_run_takes_back_each_connections_time(conns_run: Path) -> None
         again, _ = acc.row()
         for column in ("jain_fairness", "conn_min_bps", "conn_max_bps", "throughput_bps"):
             assert again[column] == pytest.approx(row[column], rel=1e-6), column
+
+
+def test_the_calibrated_count_is_per_connection_and_fits_the_value_time(conns_run: Path) -> None:
+    """loops.json holds operations per connection per value (what a driver case's ``n`` is):
+    at the median time the run measured per operation on each connection, that many fill
+    about one value time, not ``conns`` of them (they filled 1,000 at 1,000 connections
+    before: a value of 0.1 s took 100 s)."""
+    import json
+
+    loops = json.loads((conns_run / "loops.json").read_text())
+    table = pd.read_csv(conns_run / "table.csv", keep_default_na=False)
+    checked = 0
+    for case in table["case"]:
+        samples = load_samples(conns_run, case)
+        ops = samples["v_ops"].astype(float)
+        per_conn_op_s = float(np.median(samples["v_elapsed_ns"] / 1e9 / (ops / 8)))
+        count = int(loops[case])
+        if count >= 20000 or per_conn_op_s * 8 > 0.01:  # capped by the case, or one op is long
+            continue
+        assert count * per_conn_op_s < 4 * 0.01, (case, count, per_conn_op_s)
+        checked += 1
+    assert checked >= 3

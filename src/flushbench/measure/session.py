@@ -308,12 +308,14 @@ def warm_up(session: Warmable, max_ops: int) -> float:
     return time.perf_counter() - start
 
 
-def calibrated_ops(values: Sequence[ValueStats], loops: int, value_time: float) -> int:
+def calibrated_ops(values: Sequence[ValueStats], loops: int, value_time: float,
+                   conns: int = 1) -> int:
     """The operations per value to freeze after a calibration trial: as many as fit
     ``value_time`` at the median time per operation of its values (at most ``loops``, at
     least 1), not the last value's size, which one stalled value would set; 0 without
-    values."""
-    per_op = [v.elapsed_ns / v.ops / 1e9 for v in values if v.ops > 0]
+    values. ``conns``: connections per value (a driver case's ``n`` runs on each, and its
+    values count ``n * conns`` operations), so the count is per connection, as ``n`` is."""
+    per_op = [v.elapsed_ns * conns / v.ops / 1e9 for v in values if v.ops > 0]
     if not per_op:
         return 0
     median = statistics.median(per_op)

@@ -166,8 +166,8 @@ class Trial:
         try:
             if session is not None and not record["error"]:
                 cap = session.ops_for(self.case.op_count, 0.0)  # the case's own cap
-                loops = self.n if self.loops else calibrated_ops(session.values, cap,
-                                                                 self.value_time)
+                loops = self.n if self.loops else calibrated_ops(
+                    session.values, cap, self.value_time, self.case.conns)
                 record.update(values=[dataclasses.asdict(v) for v in session.values],
                               effective=session.effective(), phases=session.phases,
                               loops=loops or self.n)
