@@ -53,10 +53,10 @@ def bench(session: nox.Session) -> None:
 # The runs the published report shows, the reference first: two back-to-back quick runs in
 # interleaved rounds, the TLS (and Unix socket) run, then the emulated-WAN run and the harness
 # calibration (older runs stay committed and load, but are not part of the report).
-PUBLISHED = ["results/epyc-2core-vm/20261204-120612-quick",
-             "results/epyc-2core-vm/20261204-120846-quick",
-             "results/epyc-2core-vm/20261202-133630-tls",
-             "results/epyc-2core-vm/20261202-154906-concurrency",
+PUBLISHED = ["results/epyc-2core-vm/20261204-142250-quick",
+             "results/epyc-2core-vm/20261204-142519-quick",
+             "results/epyc-2core-vm/20261204-143457-tls",
+             "results/epyc-2core-vm/20261204-144552-concurrency",
              "results/epyc-2core-vm/20261121-161435-wan",
              "results/epyc-2core-vm/20261202-154304-calibration"]
 
