@@ -93,7 +93,8 @@ class Session:
         start = time.perf_counter()
         self.case, self.sock, self.io_timeout = case, sock, io_timeout
         self.cc = cc  # the run's congestion control for this socket; "": the host's
-        self.sink = sink  # asked of the peer ("": its own); then what the peer said it does
+        self.sink = sink  # asked of the peer ("": its own)
+        self.said = ""  # what the peer says it does with one-way data (peer_sink)
         self.ticket = ticket
         self.ca, self.server_host = ca, server_host
         self.tls: dict[str, Any] = {}  # TLS cases: handshake time, version, cipher, overhead
@@ -152,7 +153,7 @@ class Session:
         self.opts = sockopts.Options.of(case, self.cc)
         ack = say_hello(sock, case, self.ticket, self.sink)
         self.rcvbuf_eff = ack.get("rcvbuf_eff")
-        self.sink = peer_sink(ack)
+        self.said = peer_sink(ack)
         ctx = self._start_tls(ack) if case.tls else None
         sock = self.sock  # the TLS socket of a blocking TLS case
         strategy = strategies.get(case.strategy)(sock, case.buffer)
@@ -256,7 +257,7 @@ class Session:
 
     def effective(self) -> dict[str, Any]:
         eff = effective_options(self.sock, self.opts, self.rcvbuf_eff)
-        eff.update(self.tls, peer_sink=self.sink)
+        eff.update(self.tls, peer_sink=self.said)
         return eff
 
     def close(self) -> None:
