@@ -152,6 +152,25 @@ def test_metadata_diff_says_when_the_peers_took_in_stream_data_differently(
     assert diff.loc["peer sink", "differs"]
 
 
+def test_metadata_diff_counts_the_cases_a_discarding_peer_copied_for(tmp_path: Path) -> None:
+    """Two discarding runs differ when one copied for some cases (cells with a TLS or unix
+    case): those cases' ratios were measured with a receiver doing other work."""
+    runs = []
+    for name, copied in (("plain", 0), ("mixed", 2)):
+        run = write_run(tmp_path, "a", name, small_cases())
+        meta = json.loads((run / "meta.json").read_text())
+        meta["peer_sink"] = "discard"
+        (run / "meta.json").write_text(json.dumps(meta))
+        table = pd.read_csv(run / "table.csv", keep_default_na=False)
+        table["peer_sink"] = ["copy"] * copied + ["discard"] * (len(table) - copied)
+        table.to_csv(run / "table.csv", index=False)
+        runs.append(run)
+    diff = compare.metadata_diff(open_runs(runs)).set_index("field")
+    assert list(diff.loc["peer sink", ["a/plain", "a/mixed"]]) == ["discard",
+                                                                   "discard (copy: 2 cases)"]
+    assert diff.loc["peer sink", "differs"]
+
+
 def test_runs_with_different_transports_align_without_the_suffix(tmp_path: Path) -> None:
     """A loopback run and an emulated run are compared case by case."""
     cases = [Case("stream", "sendall", 1024), Case("rr", "sendall", 64)]

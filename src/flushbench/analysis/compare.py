@@ -186,6 +186,21 @@ def _get(meta: dict[str, Any], path: tuple[str, ...]) -> Any:
     return cur
 
 
+def copied_cases(table: pd.DataFrame) -> int | None:
+    """How many of a run's cases the peer said it copied for (table.csv ``peer_sink``: a
+    discarding run's cells with a TLS or unix case); None for a table without the column."""
+    if "peer_sink" not in table.columns:
+        return None
+    return int((table["peer_sink"] == "copy").sum())
+
+
+def _sink(run: StoredRun) -> str:
+    """The run's peer sink, and the cases a discarding peer copied for all the same."""
+    said = str(_get(run.meta, ("peer_sink",)))
+    copied = copied_cases(run.table) if said == "discard" else None
+    return f"{said} (copy: {copied} cases)" if copied else said
+
+
 def metadata_diff(runs: Sequence[StoredRun]) -> pd.DataFrame:
     """What differs between the runs' machines and set-ups (``differs`` marks it)."""
     fields: list[tuple[str, tuple[str, ...]]] = list(META_FIELDS)
@@ -199,7 +214,8 @@ def metadata_diff(runs: Sequence[StoredRun]) -> pd.DataFrame:
                 fields.append((f"{side} {name}" + (f" {leaf}" if leaf else ""), path))
     rows = []
     for label, path in fields:
-        values = ["–" if (v := _get(r.meta, path)) is None else str(v) for r in runs]
+        values = [_sink(r) if path == ("peer_sink",) else
+                  "–" if (v := _get(r.meta, path)) is None else str(v) for r in runs]
         rows.append({"field": label, **{r.label: v for r, v in zip(runs, values, strict=True)},
                      "differs": len(set(values)) > 1})
     diff: pd.DataFrame = pd.DataFrame(rows)

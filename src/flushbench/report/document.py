@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis.compare import compare_frame
+from ..analysis.compare import compare_frame, copied_cases
 from ..analysis.hoststate import SLOW_FACTOR
 from ..analysis.noise import noise_floor
 from ..analysis.quality import findings
@@ -183,9 +183,7 @@ def peer_sink(meta: dict[str, Any], table: pd.DataFrame | None = None) -> str:
     if meta.get("peer_sink") != "discard":
         return "the peer copied stream data into a buffer"
     said = "the peer dropped stream data uncopied (MSG_TRUNC)"
-    if table is None or "peer_sink" not in table.columns:
-        return said
-    copied = int((table["peer_sink"] == "copy").sum())
+    copied = None if table is None else copied_cases(table)
     return said + (f", but copied it for the {copied} cases of cells with a TLS or unix case, "
                    "so that both sides of those comparisons are received alike "
                    "(table.csv: peer_sink)" if copied else "")
