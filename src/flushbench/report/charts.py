@@ -23,7 +23,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
@@ -74,10 +73,9 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     make_dirs(out_dir)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     with style():
-        canvas: FigureCanvasBase = FigureCanvasAgg(fig)  # FigureCanvasAgg.draw is untyped
-        canvas.draw()  # lay out once, then freeze it for both formats
-        fig.set_layout_engine("none")
-        fig.savefig(png, format="png", metadata={"Software": None})
+        FigureCanvasAgg(fig)
+        fig.savefig(png, format="png", metadata={"Software": None})  # lays it out (Agg)
+        fig.set_layout_engine("none")  # then the SVG keeps that layout
         fig.savefig(svg, format="svg", metadata={"Date": None})
     for path in (png, svg):
         hand_over(path)
