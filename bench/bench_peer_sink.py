@@ -4,8 +4,8 @@
                                     [--keep DIR]
     nox -s perf -- peer_sink [ARGS]
 
-Each pair is two ``flushbench run --suite quick --workload stream --size S`` in a random
-order, one with ``--peer-sink discard`` (the peer drops one-way data in the kernel,
+Each pair is two ``flushbench run --suite quick --workload stream --size S`` (loopback in
+the clear: ``--filter transport=loopback --filter tls=off``) in a random order, one with ``--peer-sink discard`` (the peer drops one-way data in the kernel,
 MSG_TRUNC) and one with ``--peer-sink copy`` (it copies it into a page-aligned buffer).
 For each run and size: how far the send paths' per-round ratios to ``sendall`` scatter
 (the standard deviation over rounds of ln(case / sendall), averaged over the cell's cases:
@@ -96,9 +96,12 @@ def main() -> int:
         for pair in range(args.pairs):
             for sink in random.sample(SINKS, len(SINKS)):
                 out = work / f"p{pair}-{sink}"
-                wall, code, log = run_suite(args.suite, out, ["--workload", "stream", "--size",
-                                                           ",".join(map(size_id, sizes)),
-                                                           "--peer-sink", sink, "-q"])
+                # loopback TCP in the clear only: a cell with a TLS or unix case copies
+                # whatever --peer-sink says (measure/sink.py for_cases)
+                wall, code, log = run_suite(args.suite, out, [
+                    "--workload", "stream", "--size", ",".join(map(size_id, sizes)),
+                    "--filter", "transport=loopback", "--filter", "tls=off",
+                    "--peer-sink", sink, "-q"])
                 if code != 0:
                     print(f"run {out.name} failed (exit {code}):\n{log_tail(log)}",
                           file=sys.stderr)

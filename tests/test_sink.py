@@ -186,7 +186,8 @@ def test_the_peers_sink_is_its_default_and_a_hello_overrides_it(asked: str, said
             session.close()
 
 
-@pytest.mark.parametrize("bad", ["tee", 1, None, ["copy"], "COPY"])
+@pytest.mark.parametrize("bad", ["tee", 1, None, ["copy"], "COPY", {"sink": "copy"}, True,
+                                 "copy\x00", "x" * 3000])
 def test_a_hello_with_an_unknown_sink_is_refused_with_the_reason(bad: object) -> None:
     """The hello's sink is untrusted input: anything but a sink name is refused in the
     peer's answer, and the peer goes on serving."""
@@ -202,3 +203,82 @@ def test_a_hello_with_an_unknown_sink_is_refused_with_the_reason(bad: object) ->
             session.run_value(10)
         finally:
             session.close()
+
+
+MIXED_CELL = """[suite]
+name = "u2"
+rounds = 2
+values = 2
+value_time = 0.005
+timeout = 30
+
+[[matrix]]
+workload = "stream"
+strategy = "sendall"
+msg_size = 1024
+transport = ["loopback", "unix"]
+ops = 2000
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="AF_UNIX peer: Linux")
+def test_a_resumed_run_from_before_the_cell_rule_keeps_discarding(tmp_path: Path) -> None:
+    """A run records that its cells with a TLS or unix case copy throughout (meta.json
+    schedule.cell_sink). A run from before that rule, resumed, goes on as it began: its
+    loopback case discards, so its rounds stay alike."""
+    from test_run import flushbench_cli
+
+    suite = tmp_path / "u2.toml"
+    suite.write_text(MIXED_CELL)
+    new, old = tmp_path / "new", tmp_path / "old"
+    done = flushbench_cli("run", "--suite", str(suite), "--out", str(new), "--pin", "none",
+                          "-q")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((new / "meta.json").read_text())["schedule"]["cell_sink"] is True
+    sinks = pd.read_csv(new / "table.csv", keep_default_na=False).set_index("case")["peer_sink"]
+    assert set(sinks) == {"copy"}  # the loopback case and its twin too
+    # the same run as one from before the rule, interrupted before its first trial
+    old.mkdir()
+    meta = json.loads((new / "meta.json").read_text())
+    del meta["schedule"]["cell_sink"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    (old / "table.csv").write_text((new / "table.csv").read_text().splitlines()[0] + "\n")
+    again = flushbench_cli("run", "--resume", str(old), "-q")
+    assert again.returncode == 0, again.stderr[-2000:]
+    sinks = pd.read_csv(old / "table.csv", keep_default_na=False).set_index("case")["peer_sink"]
+    assert sinks["stream-sendall-s1K-p2-nd0-sbauto-loopback"] == "discard"
+    assert sinks["stream-sendall-s1K-p2-nd0-sbauto-unix"] == "copy"
+
+
+@LINUX
+@pytest.mark.parametrize(("asked", "said"), [("", "discard"), ("copy", "copy")])
+def test_a_driver_cases_connections_ask_for_the_sink_too(asked: str, said: str) -> None:
+    """The many connections of a driver case go to the peer's event loop (LoopConn), which
+    copies when their hellos ask it to; every byte is confirmed either way."""
+    from flushbench.measure.multisession import MultiSession
+
+    case = Case("stream", "sendall", 16384, conns=4, driver="selectors")
+    with PeerProcess(sink="discard") as peer:
+        session = MultiSession.connect(case, peer.addr, 10.0, peer.ticket, sink=asked)
+        try:
+            session.run_value(8)
+            assert session.values[0].bytes == 4 * 8 * 16384
+            eff = session.effective()
+            assert eff["peer_sink"] == said and "peer sink" not in eff["opt_mismatch"]
+        finally:
+            session.close()
+
+
+def test_a_sink_the_peer_did_not_confirm_is_a_mismatch() -> None:
+    """A peer from before it could be asked answers nothing: the case's opt_mismatch says
+    so (request-response workloads have no one-way data, so nothing to confirm)."""
+    from flushbench.measure.session import with_sink
+
+    stream, rr = Case("stream", "sendall", 1024), Case("rr", "sendall", 64)
+    eff = with_sink({"opt_mismatch": ""}, stream, "copy", "")
+    assert eff["opt_mismatch"] == "peer sink requested copy, peer said nothing"
+    eff = with_sink({"opt_mismatch": "sndbuf requested 1"}, stream, "copy", "discard")
+    assert eff["opt_mismatch"] == "sndbuf requested 1; peer sink requested copy, peer said discard"
+    assert with_sink({"opt_mismatch": ""}, stream, "copy", "copy")["opt_mismatch"] == ""
+    assert with_sink({"opt_mismatch": ""}, rr, "copy", "")["opt_mismatch"] == ""
+    assert with_sink({"opt_mismatch": ""}, stream, "", "discard")["peer_sink"] == "discard"

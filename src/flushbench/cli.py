@@ -107,8 +107,9 @@ def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
                           "the rest)")
     run.add_argument("--peer-sink", choices=SINKS, default=None,
                      help="how the peer takes in stream and file data: discard (default: "
-                          "dropped in the kernel, MSG_TRUNC, so only the client copies) or "
-                          "copy (into a buffer, as a receiving program does)")
+                          "dropped in the kernel, MSG_TRUNC, so only the client copies; a "
+                          "cell with a TLS or unix case copies throughout) or copy (into a "
+                          "buffer, as a receiving program does)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     run.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                      help="run against a remote 'flushbench agent' (repeatable: one run each)")

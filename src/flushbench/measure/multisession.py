@@ -26,7 +26,7 @@ from . import fdlimit, protocol, sockopts, strategies
 from .drivers import ConnResult, Driver, Work, misfit, open_driver, unavailable
 from .loops import make_parts
 from .protocol import format_addr
-from .session import ValueStats, effective_options, peer_sink, say_hello, warm_up
+from .session import ValueStats, effective_options, peer_sink, say_hello, warm_up, with_sink
 
 
 class MultiSession:
@@ -154,8 +154,8 @@ class MultiSession:
         """The options as the kernel holds them on the first connection (all were set alike)."""
         if not self.socks:
             return {}
-        return {**effective_options(self.socks[0], self.opts, self.rcvbuf_eff),
-                "peer_sink": self.said}
+        return with_sink(effective_options(self.socks[0], self.opts, self.rcvbuf_eff),
+                         self.case, self.sink, self.said)
 
     def close(self) -> None:
         """BYE on every connection (the driver's own way), then close them all."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..case import Case
+from ..case import ONE_WAY_WORKLOADS, Case
 from ..errors import PeerError, SetupError, UsageError
 from . import protocol, sockopts, strategies, unixsock
 from .loops import SyncLoop, Timed, make_parts
@@ -257,8 +257,8 @@ class Session:
 
     def effective(self) -> dict[str, Any]:
         eff = effective_options(self.sock, self.opts, self.rcvbuf_eff)
-        eff.update(self.tls, peer_sink=self.said)
-        return eff
+        eff.update(self.tls)
+        return with_sink(eff, self.case, self.sink, self.said)
 
     def close(self) -> None:
         """Say BYE (bounded), close the socket and the file; never raises for a gone peer."""
@@ -335,6 +335,17 @@ def effective_options(sock: socket.socket, opts: sockopts.Options, rcvbuf_eff: A
     eff["rtt_us"] = info.get("rtt")
     eff["snd_mss"] = info.get("snd_mss")
     eff["opt_mismatch"] = sockopts.mismatches(opts, eff, sock.family == socket.AF_UNIX)
+    return eff
+
+
+def with_sink(eff: dict[str, Any], case: Case, asked: str, said: str) -> dict[str, Any]:
+    """``eff`` with what the peer said it did with the case's one-way data (``peer_sink``),
+    and in ``opt_mismatch`` a sink asked for that the peer did not say it used (a peer from
+    before it could be asked, or one that cannot discard)."""
+    eff["peer_sink"] = said
+    if asked and said != asked and case.workload in ONE_WAY_WORKLOADS:
+        note = f"peer sink requested {asked}, peer said {said or 'nothing'}"
+        eff["opt_mismatch"] = "; ".join(x for x in (eff.get("opt_mismatch"), note) if x)
     return eff
 
 

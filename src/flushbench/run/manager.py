@@ -190,7 +190,8 @@ class Manager:
                          self.epoch, tuple(self.opts.strategy_plugins),
                          seed=(self.seed * 1_000_003 + visit.round * 1009 + visit.cell)
                          % (1 << 62), tls_ca=self.link.tls_ca, cc=self.suite.cc,
-                         sink=for_cases(self.cells[visit.cell].cases))
+                         sink=for_cases(self.cells[visit.cell].cases) if self.opts.cell_sink
+                         else "")
         folder = self.parts / f"r{visit.round}-c{visit.cell}"
         with span(self.timeline, "worker process"):
             first, *more = self.link.peers()  # HOST:PORT, and unix:PATH for unix cases
@@ -277,6 +278,7 @@ def build_meta(opts: RunOptions, suite: Suite, host: dict[str, Any], peer_meta: 
         "schedule": {"rounds": suite.rounds, "values": suite.values, "warmups": suite.warmups,
                      "timeout": suite.timeout, "value_time": suite.value_time,
                      "cc": suite.cc, "pairing": "slots",  # analysis/slots.py
+                     "cell_sink": opts.cell_sink,  # measure/sink.py for_cases
                      "budget_s": suite.budget,  # run/pace.py
                      "fast": opts.fast, "seed": seed, "min_effect": opts.min_effect,
                      "comparisons": [[c.case, c.baseline, c.axis]
@@ -316,6 +318,7 @@ def run_target(opts: RunOptions, target: Target, meta: dict[str, Any] | None,
         seed = int(saved.get("seed", seed))
         opts = dataclasses.replace(opts, pin=meta.get("pin") or {},
                                    peer_sink=str(meta.get("peer_sink", UNRECORDED)),
+                                   cell_sink=saved.get("cell_sink") is True,
                                    min_effect=float(saved.get("min_effect", opts.min_effect)),
                                    loops_file=saved_loops if saved_loops.exists() else None)
     suite = prepare_suite(opts, meta)

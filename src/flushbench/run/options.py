@@ -48,6 +48,8 @@ class RunOptions:
     link: str | None = None
     inherit_environ: str | None = None
     peer_sink: str = sink.DEFAULT  # how the peer takes in one-way data (measure/sink.py)
+    cell_sink: bool = True  # a cell with a TLS or unix case copies throughout (False: a
+    # resumed run from before that rule, so that its rounds stay alike)
     started: float | None = None  # time.monotonic() when the command started (run/pace.py)
 
 
