@@ -282,3 +282,19 @@ if __name__ == "__main__":  # screenshots of a built report: PAGE WxH:OUT.png ..
     for found, ((w, h), path) in zip(measure([target], [s for s, _ in wanted]), wanted):
         print(f"{path}: {w}x{h}, page {found['closed']['scrollWidth']} px wide, "
               f"problems: {problems(found, (w, h)) or 'none'}")
+
+
+def test_sendalls_own_curve_marks_the_sizes_the_peer_copied() -> None:
+    """In a discarding run, cells with a TLS or unix case copy throughout (measure/sink.py):
+    the committed quick run's 64 B and 16 KiB points are ringed and say why; a run that
+    discarded everywhere has no ring."""
+    results = Path(__file__).resolve().parents[1] / "results" / "epyc-2core-vm"
+    mixed, plain = open_runs([results / "20261204-142250-quick",
+                              results / "20261204-120612-quick"])
+    figs = sendpath.throughput(mixed) or []
+    bottom = figs[0].axes[1]
+    rings = [c for c in bottom.collections if "peer copied" in str(c.get_label())]
+    assert len(rings) == 1
+    assert {int(x) for x, _ in rings[0].get_offsets()} == {64, 16384}
+    figs = sendpath.throughput(plain) or []
+    assert not [c for c in figs[0].axes[1].collections if "peer copied" in str(c.get_label())]

@@ -103,6 +103,12 @@ def _baselines(ax: Axes, run: StoredRun, frame: pd.DataFrame, sizes: list[int]) 
         ax.errorbar(rows["msg_size"].astype(int), rows["throughput_bps"].astype(float) / 1e9,
                     yerr=err, ms=4, capsize=2, lw=1.4, **look,
                     label=f"{series}, nodelay {'on' if nd else 'off'}")
+    sinks = base["peer_sink"] if "peer_sink" in base.columns else pd.Series(dtype=object)
+    if {"copy", "discard"} <= set(sinks.dropna()):  # a discarding run's mixed cells
+        copied = base[sinks == "copy"]
+        ax.scatter(copied["msg_size"].astype(int), copied["throughput_bps"].astype(float) / 1e9,
+                   s=90, facecolors="none", edgecolors="0.35", lw=1.0, zorder=3,
+                   label="the peer copied (a cell with a TLS or unix case)")
     charts.size_axis(ax, sizes)
     charts.log_axis(ax, "y")
     ax.set_ylabel("Gbit/s (log)")
