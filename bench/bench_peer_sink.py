@@ -5,8 +5,9 @@
     nox -s perf -- peer_sink [ARGS]
 
 Each pair is two ``flushbench run --suite quick --workload stream --size S`` (loopback in
-the clear: ``--filter transport=loopback --filter tls=off``) in a random order, one with ``--peer-sink discard`` (the peer drops one-way data in the kernel,
-MSG_TRUNC) and one with ``--peer-sink copy`` (it copies it into a page-aligned buffer).
+the clear: ``--filter transport=loopback --filter tls=off``) in a random order, one with
+``--peer-sink discard`` (the peer drops one-way data in the kernel, MSG_TRUNC) and one with
+``--peer-sink copy`` (it copies it into a page-aligned buffer).
 For each run and size: how far the send paths' per-round ratios to ``sendall`` scatter
 (the standard deviation over rounds of ln(case / sendall), averaged over the cell's cases:
 what the verdicts' intervals are made of), the median half-width of those intervals in
