@@ -11,7 +11,7 @@ import pytest
 
 from flushbench.errors import UsageError
 from flushbench.run.options import RunOptions, prepare_suite
-from flushbench.run.pace import MIN_VALUES, RESERVE_S, Pace
+from flushbench.run.pace import MIN_VALUES, REPORT_S, RESERVE_S, Pace
 from flushbench.suites import parse_suite
 from test_run import flushbench_cli
 
@@ -54,6 +54,21 @@ def test_a_slow_host_gets_fewer_values_in_the_rounds_left() -> None:
     line = pace.summary()
     assert "round 6 measured 10 values per case instead of 32" in line
     assert f"inside its {BUDGET:g} s budget" in line
+
+
+def test_a_report_to_follow_is_kept_time_for() -> None:
+    """Under --report the run's report comes after the budget's rounds: the pace keeps
+    REPORT_S for it, so the same slow rounds leave fewer values."""
+    runs = []
+    for reserve in (RESERVE_S, RESERVE_S + REPORT_S):
+        clock = Clock()
+        pace = Pace(budget_s=BUDGET, values=32, clock=clock, reserve_s=reserve)
+        for r in range(5):
+            clock.now += 20.0
+            pace.ran(r, seconds=20.0, slotted_s=12.0, values=32)
+        runs.append(pace.next_values(5))
+    # 60 s left for 5 rounds: 10 values; 45 s: 9 s a round, 1 s of values: 2, the floor 8
+    assert runs == [10, MIN_VALUES]
 
 
 def test_one_slow_round_is_averaged_with_the_others() -> None:

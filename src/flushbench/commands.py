@@ -49,7 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       peers=args.peer, token_file=args.token_file, link=args.link,
                       inherit_environ=args.inherit_environ,
                       peer_sink=args.peer_sink or RunOptions.peer_sink,
-                      transport=args.transport or "loopback", started=started)
+                      transport=args.transport or "loopback", started=started,
+                      report=bool(getattr(args, "report", False)))
     if args.dry_run:
         from .listing import dry_run
 

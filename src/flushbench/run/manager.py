@@ -42,7 +42,7 @@ from ..suites import Suite
 from . import hostspeed
 from .loopcounts import LoopCounts
 from .options import RunOptions, RunOutcome, default_run_dir, load_loops, prepare_suite
-from .pace import Pace
+from .pace import REPORT_S, RESERVE_S, Pace
 from .schedule import Visit, plan
 from .targets import PeerLink, Target, targets
 from .timing import Timeline, span
@@ -99,7 +99,8 @@ class Manager:
         self.acc = {cid: CaseTrials(case) for cid, case in self.cases.items()}
         self.trials: list[dict[str, Any]] = []
         self.pace = Pace(suite.budget, suite.values,  # the time budget
-                         started=time.monotonic() if opts.started is None else opts.started)
+                         started=time.monotonic() if opts.started is None else opts.started,
+                         reserve_s=RESERVE_S + (REPORT_S if opts.report else 0.0))
         self.values = suite.values  # per trial in the coming round (pace.py may lower it)
         self._slotted_s = 0.0  # the current round's slotted values, summed over its cases
         self._resume()

@@ -51,6 +51,7 @@ class RunOptions:
     cell_sink: bool = True  # a cell with a TLS or unix case copies throughout (False: a
     # resumed run from before that rule, so that its rounds stay alike)
     started: float | None = None  # time.monotonic() when the command started (run/pace.py)
+    report: bool = False  # --report: the run's report follows (run/pace.py keeps time for it)
 
 
 @dataclass
