@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       inherit_environ=args.inherit_environ,
                       peer_sink=args.peer_sink or RunOptions.peer_sink,
                       transport=args.transport or "loopback", started=started,
-                      report=bool(getattr(args, "report", False)))
+                      report=args.report)
     if args.dry_run:
         from .listing import dry_run
 
